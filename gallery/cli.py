@@ -1,0 +1,151 @@
+"""The `gallery` command: plan, render, site, build (= render + site)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from gallery import __version__
+from gallery.cache import Cache
+from gallery.config import Config, load_config
+from gallery.errors import ConfigError, GalleryError
+from gallery.fingerprint import Memo, model_identities
+from gallery.plan import Plan, expand, models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except GalleryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished image is in the cache; run the same command to go on", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gallery", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gallery {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-c", "--config", default="prompts.yaml", help="the prompts file (default: prompts.yaml)")
+        p.set_defaults(run=run)
+        return p
+
+    command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
+    for name, run, text in (("build", run_build, "render what is missing, then write the site"),
+                            ("render", run_render, "render what is missing into the cache")):
+        p = command(name, run, text)
+        p.add_argument("-y", "--yes", action="store_true", help="render even a matrix larger than limits.max_images")
+    command("site", run_site, "write the site from what is cached (renders nothing)")
+    return parser
+
+
+def _load(args) -> tuple[Config, Plan, Cache, Memo]:
+    config = load_config(args.config)
+    memo = Memo(config.cache_dir)
+    plan = expand(config, model_identities(models(config), memo))
+    return config, plan, Cache(config.cache_dir), memo
+
+
+def run_plan(args) -> int:
+    config, plan, cache, memo = _load(args)
+    memo.save()
+    jobs = plan.jobs
+    cached = sum(cache.has(j.key) for j in jobs)
+    axes = " x ".join(f"{len(a.options)} {a.label.lower()}" for a in config.axes)
+    print(f"{config.source}: {axes} = {len(plan.cells)} cells x {config.runtime.samples} samples "
+          f"= {len(jobs)} images")
+    pictures = {c.picture for c in plan.cells}
+    for p in sorted(pictures, key=repr):
+        print(f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, guidance {p.guidance:g}, "
+              f"{p.width}x{p.height}" + (f", negative prompt: {p.negative_prompt!r}" if p.negative_prompt else ""))
+    print(f"  cached: {cached}   to render: {len(jobs) - cached}")
+    print(f"  cache: {config.cache_dir}   site: {config.site_dir}")
+    return 0
+
+
+def run_render(args) -> int:
+    config, plan, cache, memo = _load(args)
+    _render(config, plan, cache, args.yes)
+    memo.save()
+    return 0
+
+
+def run_site(args) -> int:
+    config, plan, cache, memo = _load(args)
+    _site(config, plan, cache)
+    memo.save()
+    return 0
+
+
+def run_build(args) -> int:
+    config, plan, cache, memo = _load(args)
+    _render(config, plan, cache, args.yes)
+    memo.save()  # after rendering, so a model that fails to load leaves nothing behind
+    _site(config, plan, cache)
+    return 0
+
+
+def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> None:
+    missing = cache.missing(plan.jobs)
+    if not missing:
+        print(f"render: all {len(plan.jobs)} images are cached")
+        return
+    if len(missing) > config.max_images and not yes:
+        raise ConfigError(f"{len(missing)} images to render is more than limits.max_images ({config.max_images})",
+                          file=str(config.source), key="limits.max_images",
+                          hint="pass --yes to render them anyway, or raise limits.max_images")
+    # Imported only now: a fully cached build never loads torch or diffusers.
+    from tqdm import tqdm
+
+    from gallery.render import Renderer
+
+    renderer = Renderer(config.runtime)
+    renderer.pipeline(missing[0].picture)  # fail on a model that cannot load before writing anything
+    with cache.locked(on_wait=lambda: print("render: another build holds the cache lock; waiting for it "
+                                            "to finish...", file=sys.stderr)):
+        missing = cache.missing(plan.jobs)  # the other build may have rendered some
+        print(f"render: {len(missing)} of {len(plan.jobs)} images on {renderer.target.device} "
+              f"({renderer.target.dtype})", file=sys.stderr)
+        with tqdm(total=len(missing), unit="img", desc="render", dynamic_ncols=True, file=sys.stderr) as bar:
+            report = renderer.render(missing, cache, progress=bar)
+    rate = report.rendered / report.seconds if report.seconds else 0.0
+    print(f"render: {report.rendered} images in {_duration(report.seconds)} ({rate:.2f} img/s, "
+          f"batch up to {report.batch_size}, {report.device}, {report.dtype}); "
+          f"{len(plan.jobs) - report.rendered} were cached")
+
+
+def _site(config: Config, plan: Plan, cache: Cache) -> None:
+    from gallery.site import build_site
+
+    started = time.perf_counter()
+    report = build_site(plan, cache)
+    print(f"site: {report.images} images on the page ({report.converted} converted), {report.files_written} "
+          f"files written, {report.files_removed} removed, in {_duration(time.perf_counter() - started)} "
+          f"-> {config.site_dir}")
+    if report.missing:
+        print(f"site: {report.missing} planned images are not rendered yet; `gallery build` renders them")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def console_script() -> None:
+    sys.exit(main())
+
+

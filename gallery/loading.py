@@ -1,0 +1,183 @@
+"""Load a diffusers text-to-image pipeline from a hub id, a local folder or a .safetensors file.
+
+The only module besides render.py that imports torch/diffusers, and only when called.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+
+
+from gallery import schedulers
+from gallery.config import Picture, Runtime
+from gallery.errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class Target:
+    device: str  # "cuda", "cuda:1", "mps", "cpu"
+    dtype: str  # "float32", "float16", "bfloat16"
+
+
+def quiet_libraries() -> None:
+    """Our progress bar and messages are the interface; silence the libraries' chatter."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("diffusers", "transformers", "huggingface_hub", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
+
+
+def choose_target(runtime: Runtime) -> Target:
+    import torch
+
+    device = runtime.device
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"render.device is '{device}' but PyTorch sees no CUDA GPU "
+                             f"(torch {torch.__version__}); set device: auto or cpu, or install a CUDA build")
+    dtype = runtime.dtype
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        elif device == "mps":
+            dtype = "float16"
+        else:
+            dtype = "float32"
+    return Target(device, dtype)
+
+
+def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
+    """The pipeline for `picture`, on the target device, with its scheduler and memory options."""
+    quiet_libraries()
+    import torch
+    import diffusers
+
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    torch_dtype = getattr(torch, target.dtype)
+    try:
+        if picture.model.endswith(".safetensors"):
+            pipe = _load_single_file(picture, torch_dtype, diffusers)
+        else:
+            pipe = _load_pretrained(picture, torch_dtype, diffusers)
+    except ModelLoadError:
+        raise
+    except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
+        raise ModelLoadError(_explain_load_failure(picture, err)) from None
+
+    if "prompt" not in inspect.signature(pipe.__call__).parameters:
+        raise ModelLoadError(f"{type(pipe).__name__} loaded from '{picture.model}' is not a text-to-image "
+                             "pipeline (its __call__ takes no prompt); choose a text-to-image model")
+    _set_scheduler(pipe, picture, diffusers)
+    pipe.set_progress_bar_config(disable=True)
+    if runtime.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
+        pipe.enable_attention_slicing()
+    if runtime.vae_tiling:
+        vae = getattr(pipe, "vae", None) or getattr(pipe, "vqvae", None)
+        if vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+    if runtime.cpu_offload != "none" and target.device != "cpu":
+        if runtime.cpu_offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=target.device)
+        else:
+            pipe.enable_model_cpu_offload(device=target.device)
+    else:
+        pipe.to(target.device)
+    return pipe
+
+
+def _load_pretrained(picture: Picture, torch_dtype, diffusers):
+    source = picture.model
+    config = diffusers.DiffusionPipeline.load_config(source, revision=picture.revision)
+    cls_name = picture.pipeline if picture.pipeline != "auto" else config.get("_class_name", "DiffusionPipeline")
+    cls = getattr(diffusers, cls_name, None)
+    if cls is None:
+        raise ModelLoadError(f"'{source}' needs pipeline class {cls_name}, which diffusers "
+                             f"{diffusers.__version__} does not have; upgrade diffusers or set render.pipeline")
+    kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision}
+    if "safety_checker" in config:  # never download a safety checker; the gallery is curated by hand
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    return cls.from_pretrained(source, **kwargs)
+
+
+def _load_single_file(picture: Picture, torch_dtype, diffusers):
+    name = picture.pipeline
+    if name == "auto":
+        from safetensors import safe_open
+
+        with safe_open(picture.model, framework="pt") as f:
+            is_xl = any(k.startswith("conditioner.embedders.1") for k in f.keys())
+        name = "StableDiffusionXLPipeline" if is_xl else "StableDiffusionPipeline"
+    cls = getattr(diffusers, name, None)
+    if cls is None or not hasattr(cls, "from_single_file"):
+        raise ModelLoadError(f"{name} cannot load a single .safetensors file; convert it to a diffusers folder")
+    return cls.from_single_file(picture.model, torch_dtype=torch_dtype)
+
+
+def _set_scheduler(pipe, picture: Picture, diffusers) -> None:
+    choice = schedulers.resolve(picture.scheduler)
+    options = dict(choice.options + picture.scheduler_options)
+    if choice.cls is None and not options:
+        return
+    cls = getattr(diffusers, choice.cls, None) if choice.cls else type(pipe.scheduler)
+    if cls is None:
+        raise ModelLoadError(f"diffusers {diffusers.__version__} has no scheduler class '{choice.cls}'")
+    pipe.scheduler = cls.from_config(pipe.scheduler.config, **options)
+
+
+def _explain_load_failure(picture: Picture, err: Exception) -> str:
+    model = picture.model
+    name = type(err).__name__
+    if picture.is_local:
+        return f"cannot load the model at {model}: {name}: {err}".splitlines()[0]
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    text = str(err)
+    if offline or "offline" in text.lower() or "connect" in text.lower() or "LocalEntryNotFound" in name \
+            or "resolve" in text.lower():
+        return (f"cannot load model '{model}'"
+                + (f" (revision {picture.revision})" if picture.revision else "")
+                + ": it is not in the local Hugging Face cache and the hub cannot be reached"
+                + (" (HF_HUB_OFFLINE=1)" if offline else "")
+                + f". Run once with network access to download it, or `hf download {model}` on a "
+                  "machine that has it and copy the cache (HF_HOME), or set render.model to a local diffusers "
+                  "folder or .safetensors file.")
+    if "401" in text or "403" in text or "gated" in text.lower():
+        return (f"model '{model}' needs a Hugging Face login or licence acceptance: accept its terms on the hub "
+                "and run `hf auth login` (or set HF_TOKEN)")
+    if "404" in text or "not found" in text.lower() or "RepositoryNotFound" in name:
+        return f"model '{model}' was not found on the hub; check the id in render.model"
+    return f"cannot load model '{model}': {name}: {text}".splitlines()[0]
+
+
+def call_parameters(pipe) -> set[str]:
+    return set(inspect.signature(pipe.__call__).parameters)
+
+
+def versions() -> dict[str, str]:
+    import diffusers
+    import torch
+    import transformers
+
+    from gallery import __version__
+
+    return {"gallery": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__}
+
+

@@ -1,0 +1,41 @@
+"""The recipe written into each PNG, in the layout AUTOMATIC1111 writes so other tools read it."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from gallery import schedulers
+
+
+def a1111_parameters(recipe: dict, model_name: str) -> str:
+    """prompt line, 'Negative prompt:' line (if any), then 'Steps: N, Sampler: X, ...'."""
+    lines = [recipe["prompt"]]
+    if recipe["negative_prompt"]:
+        lines.append(f"Negative prompt: {recipe['negative_prompt']}")
+    sampler = schedulers.resolve(recipe["scheduler"]).label
+    guidance = recipe["guidance"]
+    cfg = int(guidance) if float(guidance).is_integer() else guidance
+    lines.append(
+        f"Steps: {recipe['steps']}, Sampler: {sampler}, CFG scale: {cfg}, Seed: {recipe['seed']}, "
+        f"Size: {recipe['width']}x{recipe['height']}, Model: {model_name}"
+    )
+    return "\n".join(lines)
+
+
+def encode_png(image: Image.Image, parameters: str, recipe: dict) -> bytes:
+    info = PngInfo()
+    info.add_text("parameters", parameters)  # becomes iTXt when the text is not Latin-1
+    info.add_text("gallery-recipe", json.dumps(recipe, sort_keys=True, ensure_ascii=False))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    return buffer.getvalue()
+
+
+def read_parameters(png: bytes) -> str | None:
+    with Image.open(io.BytesIO(png)) as image:
+        image.load()
+        return image.text.get("parameters")  # type: ignore[attr-defined]

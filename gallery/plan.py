@@ -1,0 +1,120 @@
+"""Config -> Plan: one Job per image (cell x sample), each with its seed and cache key. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from gallery import schedulers
+from gallery.config import Axis, Config, Picture
+
+# Bump when the meaning of a key changes; old cache entries then simply stop matching.
+KEY_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Job:
+    cell: tuple[str, ...]  # one option key per axis, in axis order
+    sample: int  # 0-based index within the cell
+    seed: int  # base seed + sample: the same noise for sample i in every cell
+    prompt: str
+    picture: Picture  # after the cell's per-option overrides
+    model_id: str  # the model's identity in the key (hub id@revision, or a content fingerprint)
+    key: str
+
+    @property
+    def recipe(self) -> dict:
+        return recipe(self.picture, self.model_id, self.prompt, self.seed)
+
+
+@dataclass(frozen=True)
+class Cell:
+    keys: tuple[str, ...]
+    prompt: str
+    picture: Picture
+    jobs: tuple[Job, ...]
+
+    @property
+    def path(self) -> str:
+        """The cell's name in file paths, URLs and the manifest: 'cat/van_gogh'."""
+        return "/".join(self.keys)
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: Config
+    cells: tuple[Cell, ...]
+
+    @property
+    def jobs(self) -> tuple[Job, ...]:
+        return tuple(job for cell in self.cells for job in cell.jobs)
+
+    def cell(self, keys: tuple[str, ...]) -> Cell:
+        return next(c for c in self.cells if c.keys == keys)
+
+
+def combinations(config: Config):
+    """(options, picture) for every cell, in axis order; the picture has the options' overrides."""
+    for options in itertools.product(*(axis.options for axis in config.axes)):
+        picture = config.picture
+        for option in options:  # later axes win when two options change the same setting
+            if option.overrides:
+                picture = replace(picture, **dict(option.overrides))
+        yield options, picture
+
+
+def models(config: Config) -> set[tuple[str, str | None]]:
+    """Every (model, revision) the plan will use."""
+    return {(p.model, p.revision) for _, p in combinations(config)}
+
+
+def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> Plan:
+    """Every combination of options; `model_ids` maps each model to its identity (see fingerprint)."""
+    cells = []
+    for options, picture in combinations(config):
+        keys = tuple(o.key for o in options)
+        prompt = build_prompt(config, config.axes, options)
+        model_id = model_ids[(picture.model, picture.revision)]
+        jobs = tuple(
+            Job(keys, i, config.runtime.seed + i, prompt, picture, model_id,
+                cache_key(picture, model_id, prompt, config.runtime.seed + i))
+            for i in range(config.runtime.samples)
+        )
+        cells.append(Cell(keys, prompt, picture, jobs))
+    return Plan(config, tuple(cells))
+
+
+def build_prompt(config: Config, axes: tuple[Axis, ...], options) -> str:
+    fragments = {axis.name: option.prompt.strip() for axis, option in zip(axes, options)}
+    if config.prompt_template is None:
+        return " ".join(f for f in fragments.values() if f)
+    text = config.prompt_template.format(**fragments)
+    return re.sub(r"\s{2,}", " ", text).strip()  # an empty fragment leaves no double space
+
+
+def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
+    """The canonical form of everything that decides the picture (and nothing else)."""
+    return {
+        "format": KEY_FORMAT,
+        "model": model_id,
+        "pipeline": picture.pipeline,
+        "scheduler": picture.scheduler,
+        "scheduler_options": dict(schedulers.resolve(picture.scheduler).options + picture.scheduler_options),
+        "prompt": prompt,
+        "negative_prompt": picture.negative_prompt,
+        "seed": seed,
+        "steps": picture.steps,
+        "guidance": float(picture.guidance),
+        "width": picture.width,
+        "height": picture.height,
+    }
+
+
+def cache_key(picture: Picture, model_id: str, prompt: str, seed: int) -> str:
+    canonical = json.dumps(recipe(picture, model_id, prompt, seed), sort_keys=True, ensure_ascii=False,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

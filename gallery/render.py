@@ -1,0 +1,195 @@
+"""Missing jobs -> images in the cache. The only place that runs a diffusion pipeline.
+
+Jobs that share their picture settings are batched; each image draws its starting noise from
+its own CPU generator, so a job gives the same image alone or in any batch, on any device.
+PNG encoding and cache writes run in a worker thread while the next batch renders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+from gallery import loading, metadata
+from gallery.cache import Cache
+from gallery.config import Picture, Runtime
+from gallery.errors import RenderError
+from gallery.plan import Job
+
+
+@dataclass
+class RenderReport:
+    rendered: int = 0
+    seconds: float = 0.0
+    device: str = ""
+    dtype: str = ""
+    batch_size: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def auto_batch_size(picture: Picture, device: str) -> int:
+    """A first guess that fills a GPU for small latents; out-of-memory halves it anyway."""
+    if device.startswith("cuda"):
+        return max(1, min(64, (256 * 256 * 16) // (picture.width * picture.height)))
+    return 1 if device == "mps" else 4
+
+
+class Renderer:
+    def __init__(self, runtime: Runtime, *, warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
+        self.runtime = runtime
+        self.warn = warn
+        self.target = loading.choose_target(runtime)
+        self._pipes: dict[tuple, object] = {}
+        self._warned: set[str] = set()
+
+    def pipeline(self, picture: Picture):
+        """Load (once) the pipeline for `picture`'s model, with `picture`'s scheduler set."""
+        ident = (picture.model, picture.revision, picture.pipeline)
+        if ident not in self._pipes:
+            self._pipes.clear()  # one model in memory at a time
+            self._pipes[ident] = loading.load_pipeline(picture, self.target, self.runtime)
+        pipe = self._pipes[ident]
+        import diffusers
+
+        loading._set_scheduler(pipe, picture, diffusers)
+        return pipe
+
+    def render(self, jobs: Sequence[Job], cache: Cache, progress=None) -> RenderReport:
+        import torch
+
+        report = RenderReport(device=self.target.device, dtype=self.target.dtype)
+        started = time.perf_counter()
+        versions = loading.versions()
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gallery-write") as writer:
+            pending: list[Future] = []
+            for picture, group in _groups(jobs):
+                pipe = self.pipeline(picture)
+                kwargs = self._call_kwargs(pipe, picture, group)
+                batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
+                report.batch_size = max(report.batch_size, batch)
+                i = 0
+                while i < len(group):
+                    chunk = group[i : i + batch]
+                    t0 = time.perf_counter()
+                    try:
+                        images = self._run(pipe, chunk, kwargs)
+                    except _OOM:
+                        if batch == 1:
+                            raise RenderError("out of GPU memory at batch size 1; set render.attention_slicing, "
+                                              "render.vae_tiling or render.cpu_offload, or a smaller size") from None
+                        batch = max(1, batch // 2)
+                        self.warn(f"out of GPU memory: batch size halved to {batch}")
+                        _free_memory(torch)
+                        continue
+                    seconds = (time.perf_counter() - t0) / len(chunk)
+                    made = {"device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
+                            "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
+                            "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
+                            "seconds": round(seconds, 4), "versions": versions}
+                    for job, image in zip(chunk, images):
+                        pending.append(writer.submit(_store, cache, job, image, made))
+                    pending = _drain(pending, block=len(pending) > 2 * batch)
+                    if progress is not None:
+                        progress.update(len(chunk))
+                    report.rendered += len(chunk)
+                    i += len(chunk)
+            _drain(pending, block=True)
+        report.seconds = time.perf_counter() - started
+        report.warnings = sorted(self._warned)
+        return report
+
+    def _call_kwargs(self, pipe, picture: Picture, group: Sequence[Job]) -> dict:
+        accepted = loading.call_parameters(pipe)
+        kwargs = {"height": picture.height, "width": picture.width, "num_inference_steps": picture.steps,
+                  "guidance_scale": picture.guidance, "output_type": "pil"}
+        if picture.negative_prompt:
+            if "negative_prompt" in accepted:
+                kwargs["negative_prompt"] = picture.negative_prompt
+            else:
+                self._warn_once(f"{type(pipe).__name__} has no negative prompt: negative_prompt "
+                                f"'{picture.negative_prompt}' is ignored for these images")
+        return {k: v for k, v in kwargs.items() if k in accepted or k == "output_type"}
+
+    def _run(self, pipe, chunk: Sequence[Job], kwargs: dict):
+        import torch
+
+        generators = [torch.Generator("cpu").manual_seed(job.seed) for job in chunk]
+        call = dict(kwargs)
+        if "negative_prompt" in call:
+            call["negative_prompt"] = [call["negative_prompt"]] * len(chunk)
+        try:
+            with torch.inference_mode():
+                out = pipe(prompt=[job.prompt for job in chunk], generator=generators, **call)
+        except Exception as err:
+            if _is_oom(err):
+                raise _OOM() from None
+            raise
+        images = out.images if hasattr(out, "images") else out[0]
+        if len(images) != len(chunk):
+            raise RenderError(f"{type(pipe).__name__} returned {len(images)} images for {len(chunk)} prompts")
+        return images
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warn(f"warning: {message}")
+
+
+class _OOM(Exception):
+    pass
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
+    return isinstance(err, oom_types) or "out of memory" in str(err).lower()
+
+
+def _free_memory(torch) -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
+    """Jobs that can share one pipeline call, in first-seen order."""
+    groups: dict[Picture, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.picture, []).append(job)
+    return list(groups.items())
+
+
+def _store(cache: Cache, job: Job, image, made: dict) -> None:
+    recipe = job.recipe
+    png = metadata.encode_png(image.convert("RGB"), metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
+    sidecar = {
+        "key": job.key,
+        "cell": list(job.cell),
+        "sample": job.sample,
+        "recipe": recipe,
+        "model_name": job.picture.model_name,
+        "made": dict(made, created=datetime.now(timezone.utc).isoformat(timespec="seconds")),
+        "png": {"sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png),
+                "width": image.width, "height": image.height},
+    }
+    cache.put(job.key, png, sidecar)
+
+
+def _drain(pending: list[Future], *, block: bool) -> list[Future]:
+    """Raise any write error now; keep the futures still running (all of them finish if `block`)."""
+    still = []
+    for future in pending:
+        if block or future.done():
+            future.result()
+        else:
+            still.append(future)
+    return still

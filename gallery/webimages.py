@@ -1,0 +1,56 @@
+"""Web copies of cached renders: a small WebP thumbnail for the grid and a full-size WebP.
+
+The page never links the cache's PNGs: they are large and carry the raw recipe. Web copies
+are named by the image's key, so an existing file is already right and is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from gallery.fsutil import atomic_write_bytes
+
+THUMB_MAX = 384  # px on the long side: sharp at 2x in a four-column grid
+THUMB_QUALITY = 80
+FULL_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class WebImage:
+    source: Path  # the cached PNG
+    thumb: Path
+    full: Path
+
+
+def thumb_size(width: int, height: int) -> tuple[int, int]:
+    scale = min(1.0, THUMB_MAX / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def derive(images: list[WebImage], workers: int | None = None) -> int:
+    """Write the web copies that do not exist yet; return how many images were converted."""
+    todo = [i for i in images if not (i.thumb.is_file() and i.full.is_file())]
+    if not todo:
+        return 0
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        list(pool.map(_convert, todo))
+    return len(todo)
+
+
+def _convert(image: WebImage) -> None:
+    import io
+
+    with Image.open(image.source) as src:
+        src = src.convert("RGB")
+        full = io.BytesIO()
+        src.save(full, format="WEBP", quality=FULL_QUALITY, method=4)
+        small = src.resize(thumb_size(*src.size), Image.LANCZOS) if max(src.size) > THUMB_MAX else src
+        thumb = io.BytesIO()
+        small.save(thumb, format="WEBP", quality=THUMB_QUALITY, method=4)
+    atomic_write_bytes(image.full, full.getvalue())
+    atomic_write_bytes(image.thumb, thumb.getvalue())

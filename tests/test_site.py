@@ -1,0 +1,98 @@
+"""The emitted site: real `jekyll build` under a baseurl, and prompt text that stays text."""
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import write_prompts
+from gallery.cli import main
+from gallery.config import load_config
+
+JEKYLL = shutil.which("jekyll")
+needs_jekyll = pytest.mark.skipif(
+    JEKYLL is None and not os.environ.get("GALLERY_REQUIRE_JEKYLL"),
+    reason="jekyll is not installed (apt-get install jekyll); CI sets GALLERY_REQUIRE_JEKYLL=1",
+)
+
+NASTY_LABEL = 'Nasty "quote" <script>window.pwned=1</script> {{ site.title }} {% raw %} **bold** 🐱 مرحبا'
+NASTY_PROMPT = "<img src=x onerror=alert(1)> {% include nope.html %} {{ page.title }} & 'single'"
+
+
+def nasty_project(folder: Path, model: Path) -> Path:
+    return write_prompts(folder, f"""
+        page:
+          title: Gallery
+          slug: nasty
+          description: "a page: with {{{{ braces }}}} in its description"
+          intro: "Intro with *Markdown*."
+        render: {{model: {model}, steps: 2, width: 64, height: 64, samples: 1}}
+        axes:
+          subject:
+            label: {json.dumps(NASTY_LABEL, ensure_ascii=False)}
+            options:
+              plain: a cat
+              evil: {{prompt: {json.dumps(NASTY_PROMPT, ensure_ascii=False)}, label: {json.dumps(NASTY_LABEL, ensure_ascii=False)}}}
+          style: {{oil: oil painting}}
+    """)
+
+
+def jekyll_build(site: Path, dest: Path, baseurl: str) -> subprocess.CompletedProcess:
+    assert JEKYLL, "jekyll is required here: apt-get install jekyll"
+    return subprocess.run([JEKYLL, "build", "--source", str(site), "--destination", str(dest),
+                           "--baseurl", baseurl], capture_output=True, text=True, timeout=300)
+
+
+def test_generated_files_keep_prompt_text_inert(tmp_path, tiny_sd):
+    prompts = nasty_project(tmp_path, tiny_sd)
+    assert main(["build", "-c", str(prompts)]) == 0
+    site = load_config(prompts).site_dir
+    for rel in ("_includes/prompt_gallery/nasty/select-subject.html", "_includes/prompt_gallery/nasty/gallery.html",
+                "_projects/nasty.md"):
+        text = (site / rel).read_text()
+        assert "<script>window" not in text and "<img src=x" not in text
+        assert "{{ site.title }}" not in text and "{% raw %}" not in text and "{% include nope" not in text
+    select = (site / "_includes/prompt_gallery/nasty/select-subject.html").read_text()
+    labels = [html.unescape(m) for m in re.findall(r"<option [^>]*>([^<]*)</option>", select)]
+    assert labels == ["a cat", NASTY_LABEL]
+    manifest = json.loads((site / "assets/img/nasty/manifest.json").read_text())
+    assert manifest["cells"]["evil/oil"]["prompt"] == NASTY_PROMPT + " oil painting"
+
+
+@needs_jekyll
+@pytest.mark.parametrize("baseurl", ["/repo", ""])
+def test_jekyll_builds_the_site_and_every_url_resolves(tmp_path, tiny_sd, baseurl):
+    prompts = nasty_project(tmp_path, tiny_sd)
+    assert main(["build", "-c", str(prompts)]) == 0
+    site = load_config(prompts).site_dir
+    dest = tmp_path / "_site"
+    result = jekyll_build(site, dest, baseurl)
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (dest / "projects/nasty/index.html").read_text()
+
+    # every local URL on the page goes through the baseurl and exists in the built site
+    urls = re.findall(r'(?:src|href|data-manifest|data-root)="([^"]+)"', page)
+    local = [u for u in urls if not u.startswith(("http", "#"))]
+    assert len(local) >= 6
+    for url in local:
+        assert url.startswith(baseurl + "/"), url
+        target = dest / url[len(baseurl) + 1:]
+        assert target.is_file() or (target / "index.html").is_file(), url
+    manifest = json.loads((dest / "assets/img/nasty/manifest.json").read_text())
+    for cell in manifest["cells"].values():
+        for image in cell["images"]:
+            assert (dest / image["thumb"]).is_file() and (dest / image["full"]).is_file()
+
+    # prompt text arrives as text: escaped, and untouched by Liquid
+    assert "<script>window" not in page and "<img src=x" not in page
+    options = [html.unescape(m) for m in re.findall(r"<option [^>]*>([^<]*)</option>", page)]
+    assert NASTY_LABEL in options
+    assert "<em>Markdown</em>" in page  # the author's intro is Markdown
+    # the card on the projects list
+    index = (dest / "index.html").read_text()
+    assert f'href="{baseurl}/projects/nasty/"' in index and f'src="{baseurl}/assets/img/nasty/cover.webp"' in index

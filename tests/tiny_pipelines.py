@@ -1,0 +1,151 @@
+"""Tiny random-weight text-to-image pipelines, saved to disk like a hub snapshot.
+
+The hub cannot be reached from the test machines, so the tests build the same architectures a
+real model uses (Stable Diffusion, latent diffusion) at toy sizes, save them with
+`save_pretrained`, and load them back through the very code that loads a hub model.
+The tokenizer is the real CLIP one: its BPE vocabulary ships inside the open-clip-torch wheel.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+
+def clip_tokenizer_files(directory: Path) -> Path:
+    """Write vocab.json and merges.txt of the real CLIP tokenizer (49,408 ids) into `directory`."""
+    spec = importlib.util.find_spec("open_clip")  # locate the wheel without importing it (no torchvision)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("open-clip-torch is needed for the CLIP vocabulary: pip install --no-deps open-clip-torch")
+    bpe = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
+    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    byte_chars = _bytes_to_unicode()
+    vocab = list(byte_chars) + [c + "</w>" for c in byte_chars]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}), encoding="utf-8")
+    (directory / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8"
+    )
+    return directory
+
+
+def _bytes_to_unicode() -> list[str]:
+    """The 256 byte characters, in CLIP's order (as in open_clip's SimpleTokenizer)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def clip_tokenizer(workdir: Path):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(clip_tokenizer_files(workdir / "clip-tokenizer")), model_max_length=77)
+
+
+def _tiny_unet(cross_attention_dim: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    # Four levels make the VAE scale 8, as in the real models, so width/height mean the same.
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+    )
+
+
+def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
+    """A Stable-Diffusion-1.x-shaped pipeline (StableDiffusionPipeline) at toy size."""
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    pipe = StableDiffusionPipeline(
+        vae=_tiny_vae(),
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(directory.parent),
+        unet=_tiny_unet(32),
+        scheduler=DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_ldm(directory: Path, seed: int = 0) -> Path:
+    """A latent-diffusion text-to-image pipeline (LDMTextToImagePipeline, LDMBert) at toy size."""
+    import torch
+    from diffusers import DDIMScheduler, LDMTextToImagePipeline
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import LDMBertConfig, LDMBertModel
+
+    torch.manual_seed(seed)
+    bert = LDMBertModel(
+        LDMBertConfig(
+            vocab_size=49408,
+            d_model=32,
+            encoder_layers=2,
+            encoder_ffn_dim=37,
+            encoder_attention_heads=4,
+            head_dim=8,
+            max_position_embeddings=77,
+        )
+    )
+    pipe = LDMTextToImagePipeline(
+        vqvae=_tiny_vae(),
+        bert=bert,
+        tokenizer=clip_tokenizer(directory.parent),
+        unet=_tiny_unet(32),
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1),
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
