@@ -29,6 +29,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     for name in ("diffusers", "transformers", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
@@ -105,13 +106,20 @@ def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
 
 def _load_pretrained(picture: Picture, torch_dtype, diffusers):
     source = picture.model
-    config = diffusers.DiffusionPipeline.load_config(source, revision=picture.revision)
+    local_only = False
+    if not picture.is_local:
+        cached = _in_hub_cache(source, picture.revision)
+        if not _hub_reachable():
+            if not cached:  # say so now, instead of after the hub client's retries
+                raise ModelLoadError(_offline_message(picture))
+            local_only = True
+    config = diffusers.DiffusionPipeline.load_config(source, revision=picture.revision, local_files_only=local_only)
     cls_name = picture.pipeline if picture.pipeline != "auto" else config.get("_class_name", "DiffusionPipeline")
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise ModelLoadError(f"'{source}' needs pipeline class {cls_name}, which diffusers "
                              f"{diffusers.__version__} does not have; upgrade diffusers or set render.pipeline")
-    kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision}
+    kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision, "local_files_only": local_only}
     if "safety_checker" in config:  # never download a safety checker; the gallery is curated by hand
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     return cls.from_pretrained(source, **kwargs)
@@ -131,6 +139,42 @@ def _load_single_file(picture: Picture, torch_dtype, diffusers):
     return cls.from_single_file(picture.model, torch_dtype=torch_dtype)
 
 
+def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "model_index.json", revision=revision), str)
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    """One TCP connection to the hub: seconds, where the hub client's retries take half a minute."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_message(picture: Picture) -> str:
+    model = picture.model
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return (f"cannot load model '{model}'"
+            + (f" (revision {picture.revision})" if picture.revision else "")
+            + ": it is not in the local Hugging Face cache and the hub cannot be reached"
+            + (" (HF_HUB_OFFLINE=1)" if offline else "")
+            + f". Run once with network access to download it, or `hf download {model}` on a "
+              "machine that has it and copy the cache (HF_HOME), or set render.model to a local diffusers "
+              "folder or .safetensors file.")
+
+
 def _set_scheduler(pipe, picture: Picture, diffusers) -> None:
     choice = schedulers.resolve(picture.scheduler)
     options = dict(choice.options + picture.scheduler_options)
@@ -145,24 +189,16 @@ def _set_scheduler(pipe, picture: Picture, diffusers) -> None:
 def _explain_load_failure(picture: Picture, err: Exception) -> str:
     model = picture.model
     name = type(err).__name__
-    if picture.is_local:
-        return f"cannot load the model at {model}: {name}: {err}".splitlines()[0]
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     text = str(err)
-    if offline or "offline" in text.lower() or "connect" in text.lower() or "LocalEntryNotFound" in name \
-            or "resolve" in text.lower():
-        return (f"cannot load model '{model}'"
-                + (f" (revision {picture.revision})" if picture.revision else "")
-                + ": it is not in the local Hugging Face cache and the hub cannot be reached"
-                + (" (HF_HUB_OFFLINE=1)" if offline else "")
-                + f". Run once with network access to download it, or `hf download {model}` on a "
-                  "machine that has it and copy the cache (HF_HOME), or set render.model to a local diffusers "
-                  "folder or .safetensors file.")
+    if picture.is_local:
+        return f"cannot load the model at {model}: {name}: {text}".splitlines()[0]
+    if "LocalEntryNotFound" in name or "offline" in text.lower():
+        return _offline_message(picture)
     if "401" in text or "403" in text or "gated" in text.lower():
         return (f"model '{model}' needs a Hugging Face login or licence acceptance: accept its terms on the hub "
                 "and run `hf auth login` (or set HF_TOKEN)")
-    if "404" in text or "not found" in text.lower() or "RepositoryNotFound" in name:
-        return f"model '{model}' was not found on the hub; check the id in render.model"
+    if "404" in text or "RepositoryNotFound" in name or "RevisionNotFound" in name:
+        return f"model '{model}' (revision {picture.revision or 'main'}) was not found on the hub; check render.model"
     return f"cannot load model '{model}': {name}: {text}".splitlines()[0]
 
 
