@@ -7,7 +7,7 @@ CONFIG ?= prompts.yaml
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: setup build plan render site test clean-site
+.PHONY: setup build plan render site serve publish screenshot test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ render: setup
 
 site: setup
 	$(BIN)/gallery site --config $(CONFIG)
+
+serve: setup
+	$(BIN)/gallery serve --config $(CONFIG)
+
+publish: setup
+	$(BIN)/gallery publish --config $(CONFIG)
+
+screenshot: $(VENV)/.installed-test
+	$(BIN)/python scripts/screenshot.py --config $(CONFIG) --out docs/screenshot.png
 
 test: $(VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

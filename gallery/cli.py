@@ -1,10 +1,11 @@
-"""The `gallery` command: plan, render, site, build (= render + site)."""
+"""The `gallery` command: plan, render, site, build (= render + site), serve, publish."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from gallery import __version__
 from gallery.cache import Cache
@@ -46,7 +47,18 @@ def _parser() -> argparse.ArgumentParser:
                             ("render", run_render, "render what is missing into the cache")):
         p = command(name, run, text)
         p.add_argument("-y", "--yes", action="store_true", help="render even a matrix larger than limits.max_images")
-    command("site", run_site, "write the site from what is cached (renders nothing)")
+    site = command("site", run_site, "write the site from what is cached (renders nothing)")
+    for p in (site, sub.choices["build"]):
+        p.add_argument("--into", metavar="PATH", type=Path,
+                       help="write only the gallery (page, includes, script, style, images) into an existing "
+                            "Jekyll/al-folio site at PATH, instead of the standalone site/")
+    pub = command("publish", run_publish, "build site/ with Jekyll and push it to the gh-pages branch")
+    pub.add_argument("--remote", default="origin", help="git remote name or URL (default: origin)")
+    pub.add_argument("--branch", default="gh-pages", help="branch to push (default: gh-pages)")
+    pub.add_argument("--baseurl", help="e.g. /repo for user.github.io/repo/ (default: site.baseurl, or guessed "
+                                       "from a github.com remote)")
+    serve = command("serve", run_serve, "preview the page from site/ on http://127.0.0.1:PORT (no Jekyll needed)")
+    serve.add_argument("--port", type=int, default=8000)
     return parser
 
 
@@ -83,16 +95,49 @@ def run_render(args) -> int:
 
 def run_site(args) -> int:
     config, plan, cache, memo = _load(args)
-    _site(config, plan, cache)
+    _site(config, plan, cache, args.into)
     memo.save()
     return 0
 
 
 def run_build(args) -> int:
     config, plan, cache, memo = _load(args)
+    if args.into is not None and not (args.into / "_config.yml").is_file():
+        raise GalleryError(f"--into {args.into}: no _config.yml there; point it at the root of a Jekyll site")
     _render(config, plan, cache, args.yes)
     memo.save()  # after rendering, so a model that fails to load leaves nothing behind
-    _site(config, plan, cache)
+    _site(config, plan, cache, args.into)
+    return 0
+
+
+def run_publish(args) -> int:
+    from gallery.publish import publish
+
+    config = load_config(args.config)
+    if not (config.site_dir / "_config.yml").is_file():
+        raise GalleryError(f"{config.site_dir} has no site yet; run `gallery build` first")
+    baseurl = args.baseurl if args.baseurl is not None else (config.site.baseurl or None)
+    publish(config.site_dir, remote=args.remote, branch=args.branch, repo_dir=config.source.resolve().parent,
+            baseurl=baseurl)
+    return 0
+
+
+def run_serve(args) -> int:
+    from gallery.preview import serve
+
+    config = load_config(args.config)
+    page = config.site_dir / "_projects" / f"{config.page.slug}.md"
+    if not page.is_file():
+        raise GalleryError(f"{page} does not exist yet; run `gallery build` (or `gallery site`) first")
+    server = serve(config.site_dir, config.page.slug, port=args.port)
+    host, port = server.server_address[:2]
+    print(f"serve: http://{host}:{port}/projects/{config.page.slug}/  (preview without Jekyll; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -125,14 +170,16 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> None:
           f"{len(plan.jobs) - report.rendered} were cached")
 
 
-def _site(config: Config, plan: Plan, cache: Cache) -> None:
+def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None) -> None:
     from gallery.site import build_site
 
+    if into is not None and not (into / "_config.yml").is_file():
+        raise GalleryError(f"--into {into}: no _config.yml there; point it at the root of a Jekyll site")
     started = time.perf_counter()
-    report = build_site(plan, cache)
+    report = build_site(plan, cache, into, standalone=into is None)
     print(f"site: {report.images} images on the page ({report.converted} converted), {report.files_written} "
           f"files written, {report.files_removed} removed, in {_duration(time.perf_counter() - started)} "
-          f"-> {config.site_dir}")
+          f"-> {into or config.site_dir}")
     if report.missing:
         print(f"site: {report.missing} planned images are not rendered yet; `gallery build` renders them")
 

@@ -79,7 +79,7 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     page = (site / "_projects/tiny-test.md").read_text()
     assert "layout: page" in page and "img: assets/img/tiny-test/cover.webp" in page
     gallery = (site / "_includes/prompt_gallery/tiny-test/gallery.html").read_text()
-    assert gallery.count("<img ") == 2 and "a dog oil painting" in gallery  # the default cell, no JS needed
+    assert gallery.count("<img class=\"pg-img\"") == 2 and "a dog oil painting" in gallery  # the default cell, no JS needed
 
 
 def test_second_build_renders_nothing_and_imports_no_torch(tmp_path, tiny_sd):

@@ -1,0 +1,79 @@
+"""Take a screenshot of the built gallery page in a real browser (Debian's Chromium via Playwright).
+
+    python scripts/screenshot.py [--config prompts.yaml] [--out docs/screenshot.png] [--lightbox]
+
+The site is built with Jekyll when it is installed (otherwise shown through `gallery serve`'s
+preview) and served from 127.0.0.1; nothing is fetched from anywhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from gallery.config import load_config
+from gallery.preview import serve_in_thread
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def page_url(site_dir: Path, slug: str, tmp: Path) -> str:
+    """Serve the page and return its URL: Jekyll's real output if we can, else the preview."""
+    jekyll = shutil.which("jekyll")
+    if jekyll is None:
+        return serve_in_thread(site_dir, slug)[1]
+    subprocess.run([jekyll, "build", "--source", str(site_dir), "--destination", str(tmp / "_site"),
+                    "--baseurl", "", "--disable-disk-cache", "--quiet"], check=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(tmp / "_site")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/projects/{slug}/"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="prompts.yaml")
+    parser.add_argument("--out", default="docs/screenshot.png", type=Path)
+    parser.add_argument("--width", type=int, default=1100)
+    parser.add_argument("--height", type=int, default=900)
+    parser.add_argument("--query", default="", help="e.g. '?subject=cat&style=monet'")
+    parser.add_argument("--lightbox", action="store_true", help="open the lightbox on the second image")
+    args = parser.parse_args()
+    config = load_config(args.config)
+    if not (config.site_dir / "_projects" / f"{config.page.slug}.md").is_file():
+        print(f"error: no page in {config.site_dir}; run `gallery build` first", file=sys.stderr)
+        return 1
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        url = page_url(config.site_dir, config.page.slug, Path(tmp)) + args.query
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        page.goto(url)
+        page.wait_for_selector("select[data-axis]:not([disabled])")
+        page.wait_for_load_state("networkidle")
+        if args.lightbox:
+            page.locator(".pg-grid a.pg-link").nth(1).click()
+            page.wait_for_function("document.querySelector('.pg-lb-img').complete")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(args.out), full_page=not args.lightbox)
+        browser.close()
+    print(f"screenshot: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

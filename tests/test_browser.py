@@ -1,0 +1,225 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright, on the real Jekyll output
+served from 127.0.0.1 under a baseurl."""
+
+import json
+import os
+import shutil
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import write_prompts
+from gallery.cli import main
+from gallery.config import load_config
+from test_site import NASTY_LABEL, NASTY_PROMPT, jekyll_build
+
+CHROMIUM = "/usr/bin/chromium"
+REQUIRED = bool(os.environ.get("GALLERY_REQUIRE_BROWSER"))
+playwright_api = pytest.importorskip("playwright.sync_api") if not REQUIRED else __import__("playwright.sync_api")
+pytestmark = pytest.mark.skipif(
+    not REQUIRED and (not Path(CHROMIUM).exists() or not shutil.which("jekyll")),
+    reason="needs Debian's chromium and jekyll (CI installs them and sets GALLERY_REQUIRE_BROWSER=1)",
+)
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+BASEURL = "/repo"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_sd):
+    """(page URL, manifest) of a gallery built by the CLI, built by Jekyll, served over HTTP."""
+    work = tmp_path_factory.mktemp("browser")
+    prompts = write_prompts(work, f"""
+        page: {{title: Browser test, slug: browser, description: tested in Chromium}}
+        render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 6}}
+        axes:
+          subject:
+            cat: a cat
+            evil: {{prompt: {json.dumps(NASTY_PROMPT, ensure_ascii=False)}, label: {json.dumps(NASTY_LABEL, ensure_ascii=False)}}}
+          style:
+            oil: oil painting
+            ink: {{prompt: ink drawing, label: Ink, render: {{negative_prompt: colour}}}}
+    """)
+    assert main(["build", "-c", str(prompts)]) == 0
+    root = work / "www"
+    result = jekyll_build(load_config(prompts).site_dir, root / BASEURL.strip("/"), BASEURL)
+    assert result.returncode == 0, result.stderr
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    manifest = json.loads((root / "repo/assets/img/browser/manifest.json").read_text())
+    yield f"http://127.0.0.1:{server.server_address[1]}{BASEURL}/projects/browser/", manifest
+    server.shutdown()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+class Visit:
+    """A page plus every failed request, console error and page error seen while using it."""
+
+    def __init__(self, browser, url: str, **context):
+        self.context = browser.new_context(**context)
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
+        self.page.on("requestfailed", lambda r: self.problems.append(f"failed {r.url}"))
+        self.page.on("console", lambda m: m.type in ("error", "warning") and self.problems.append(m.text))
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.goto(url)
+        if context.get("java_script_enabled", True):
+            self.page.wait_for_selector("select[data-axis]:not([disabled])")
+
+    def thumbs(self) -> list[str]:
+        return self.page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.getAttribute('src'))")
+
+    def close(self) -> None:
+        self.page.wait_for_load_state("networkidle")
+        self.context.close()
+        assert self.problems == []
+
+
+def expected_thumbs(manifest, cell: str) -> list[str]:
+    return [f"{BASEURL}/{i['thumb']}" for i in manifest["cells"][cell]["images"]]
+
+
+def paths(urls):
+    return [u.split("//", 1)[-1].split("/", 1)[-1].join(["/", ""]) if u.startswith("http") else u for u in urls]
+
+
+def test_default_cell_labels_and_loading(served, browser):
+    url, manifest = served
+    v = Visit(browser, url)
+    page = v.page
+    assert page.locator("label[for='pg-browser-subject']").inner_text() == "Subject"
+    assert page.locator("label[for='pg-browser-style']").inner_text() == "Style"
+    assert v.thumbs() == expected_thumbs(manifest, "cat/oil")
+    assert page.locator(".pg-prompt-text").inner_text() == "a cat oil painting"
+    assert page.locator(".pg-negative").is_hidden() and page.locator(".pg-nojs").is_hidden()
+    loading = page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.loading)")
+    assert loading == ["eager"] * 4 + ["lazy"] * 2
+    alts = page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.alt)")
+    assert alts[1] == "a cat oil painting (sample 2 of 6, seed 1)"
+    sizes = page.eval_on_selector_all(".pg-grid img", "els => els.map(e => [e.naturalWidth, e.getAttribute('width')])")
+    assert sizes[0] == [64, "64"]
+    v.close()
+
+
+def test_dropdowns_swap_cells_and_back_goes_back(served, browser):
+    url, manifest = served
+    v = Visit(browser, url)
+    page = v.page
+    page.select_option("select[data-axis=style]", "ink")
+    assert paths(v.thumbs()) == expected_thumbs(manifest, "cat/ink")
+    assert page.url.endswith("?subject=cat&style=ink")
+    assert page.locator(".pg-negative-text").inner_text() == "colour"
+    page.select_option("select[data-axis=subject]", "evil")
+    assert paths(v.thumbs()) == expected_thumbs(manifest, "evil/ink")
+    page.go_back()
+    page.wait_for_function("document.querySelector('select[data-axis=subject]').value === 'cat'")
+    assert paths(v.thumbs()) == expected_thumbs(manifest, "cat/ink")
+    page.go_back()
+    page.wait_for_function("document.querySelector('select[data-axis=style]').value === 'oil'")
+    assert paths(v.thumbs()) == expected_thumbs(manifest, "cat/oil")
+    page.go_forward()
+    page.wait_for_function("document.querySelector('select[data-axis=style]').value === 'ink'")
+    v.close()
+
+
+def test_deep_link_opens_its_cell_and_unknown_values_fall_back(served, browser):
+    url, manifest = served
+    v = Visit(browser, url + "?subject=evil&style=ink")
+    assert paths(v.thumbs()) == expected_thumbs(manifest, "evil/ink")
+    assert v.page.locator("select[data-axis=subject]").input_value() == "evil"
+    v.close()
+    v = Visit(browser, url + "?subject=nope&style=%3Cscript%3E")
+    assert v.thumbs() == expected_thumbs(manifest, "cat/oil")
+    v.close()
+
+
+def test_lightbox_opens_navigates_and_closes(served, browser):
+    url, manifest = served
+    v = Visit(browser, url + "?subject=cat&style=ink")
+    page = v.page
+    images = manifest["cells"]["cat/ink"]["images"]
+    page.locator(".pg-grid a.pg-link").nth(1).click()
+    dialog = page.locator("dialog.pg-lightbox")
+    assert dialog.evaluate("d => d.open")
+    big = page.locator(".pg-lb-img")
+    assert big.get_attribute("src").endswith(images[1]["full"])
+    page.wait_for_function("document.querySelector('.pg-lb-img').naturalWidth === 64")
+    recipe = page.locator(".pg-recipe").inner_text()
+    for text in ("a cat ink drawing", "Negative prompt", "colour", "Seed", str(images[1]["seed"]), "Steps", "2",
+                 "Model", "tiny-sd", "64×64"):
+        assert text in recipe
+    page.keyboard.press("ArrowRight")
+    assert big.get_attribute("src").endswith(images[2]["full"])
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    assert big.get_attribute("src").endswith(images[0]["full"])
+    page.keyboard.press("ArrowLeft")  # wraps around
+    assert big.get_attribute("src").endswith(images[-1]["full"])
+    assert "Sample 6 of 6" in page.locator(".pg-lb-title").inner_text()
+    page.keyboard.press("Escape")
+    assert not dialog.evaluate("d => d.open")
+    focused = page.evaluate("document.activeElement.getAttribute('href')")
+    assert focused.endswith(images[1]["full"])  # focus went back to the thumbnail
+    # the keyboard alone: Enter on a focused thumbnail opens it
+    page.keyboard.press("Enter")
+    assert dialog.evaluate("d => d.open") and big.get_attribute("src").endswith(images[1]["full"])
+    page.locator(".pg-lb-close").click()
+    assert not dialog.evaluate("d => d.open")
+    v.close()
+
+
+def test_prompt_text_is_shown_literally_and_runs_nothing(served, browser):
+    url, manifest = served
+    v = Visit(browser, url)
+    page = v.page
+    assert NASTY_LABEL in page.eval_on_selector_all("select[data-axis=subject] option", "os => os.map(o => o.text)")
+    page.select_option("select[data-axis=subject]", "evil")
+    assert page.locator(".pg-prompt-text").inner_text() == NASTY_PROMPT + " oil painting"
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("img[src='x']").count() == 0
+    page.locator(".pg-grid a.pg-link").first.click()
+    assert NASTY_PROMPT in page.locator(".pg-recipe").inner_text()
+    page.keyboard.press("Escape")
+    v.close()
+    v = Visit(browser, url + "?subject=evil&style=oil", java_script_enabled=False)
+    v.page.wait_for_load_state("load")
+    v.close()
+
+
+def test_without_javascript_the_default_cell_reads_well(served, browser):
+    url, manifest = served
+    v = Visit(browser, url, java_script_enabled=False)
+    page = v.page
+    assert page.locator(".pg-grid img").count() == 6
+    assert page.locator("select[data-axis=subject]").is_disabled()
+    assert page.locator("select[data-axis=style]").input_value() == "oil"
+    assert page.get_by_text("Choosing another combination needs JavaScript").is_visible()
+    assert page.locator(".pg-prompt-text").inner_text() == "a cat oil painting"
+    v.close()
+
+
+@pytest.mark.parametrize("viewport,columns", [({"width": 390, "height": 844}, 2), ({"width": 1280, "height": 800}, 4)])
+def test_two_columns_on_phones_four_on_desktop(served, browser, viewport, columns):
+    url, _ = served
+    v = Visit(browser, url, viewport=viewport)
+    lefts = v.page.eval_on_selector_all(".pg-grid img", "els => els.map(e => Math.round(e.getBoundingClientRect().left))")
+    assert len(set(lefts)) == columns
+    v.close()
