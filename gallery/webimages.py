@@ -7,7 +7,8 @@ are named by the image's key, so an existing file is already right and is skippe
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +34,19 @@ def thumb_size(width: int, height: int) -> tuple[int, int]:
 
 
 def derive(images: list[WebImage], workers: int | None = None) -> int:
-    """Write the web copies that do not exist yet; return how many images were converted."""
+    """Write the web copies that do not exist yet; return how many images were converted.
+
+    Pillow holds the GIL while it encodes, so many images go to worker processes (spawned, not
+    forked: the parent may hold a CUDA context); a few are not worth the processes' start-up."""
     todo = [i for i in images if not (i.thumb.is_file() and i.full.is_file())]
-    if not todo:
-        return 0
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        list(pool.map(_convert, todo))
+    workers = workers or os.cpu_count() or 1
+    if len(todo) < 32 or workers == 1:
+        for image in todo:
+            _convert(image)
+        return len(todo)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        list(pool.map(_convert, todo, chunksize=max(1, len(todo) // (workers * 8))))
     return len(todo)
 
 

@@ -49,7 +49,9 @@ def served(tmp_path_factory, tiny_sd):
     assert result.returncode == 0, result.stderr
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    manifest = json.loads((root / "repo/assets/img/browser/manifest.json").read_text())
+    index = json.loads((root / "repo/assets/img/browser/manifest.json").read_text())
+    manifest = dict(index, cells={path: json.loads((root / "repo" / file).read_text())
+                                  for path, file in index["cells"].items()})
     yield f"http://127.0.0.1:{server.server_address[1]}{BASEURL}/projects/browser/", manifest
     server.shutdown()
 
@@ -77,7 +79,9 @@ class Visit:
         self.page = self.context.new_page()
         self.problems: list[str] = []
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"failed {r.url}"))
+        # an image load cut short by the next click (ERR_ABORTED) is not a fault
+        self.page.on("requestfailed", lambda r: "ERR_ABORTED" not in (r.failure or "")
+                     and self.problems.append(f"failed {r.url}: {r.failure}"))
         self.page.on("console", lambda m: m.type in ("error", "warning") and self.problems.append(m.text))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         self.page.goto(url)
@@ -85,7 +89,13 @@ class Visit:
             self.page.wait_for_selector("select[data-axis]:not([disabled])")
 
     def thumbs(self) -> list[str]:
-        return self.page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.getAttribute('src'))")
+        return self.page.eval_on_selector_all(".pg-grid img", "els => els.map(e => new URL(e.src).pathname)")
+
+    def wait_thumbs(self, expected: list[str]) -> None:
+        """The grid fills after the cell's file arrives: wait for exactly these thumbnails."""
+        self.page.wait_for_function(
+            "want => JSON.stringify([...document.querySelectorAll('.pg-grid img')]"
+            ".map(e => new URL(e.src).pathname)) === JSON.stringify(want)", arg=expected, timeout=10_000)
 
     def close(self) -> None:
         self.page.wait_for_load_state("networkidle")
@@ -95,10 +105,6 @@ class Visit:
 
 def expected_thumbs(manifest, cell: str) -> list[str]:
     return [f"{BASEURL}/{i['thumb']}" for i in manifest["cells"][cell]["images"]]
-
-
-def paths(urls):
-    return [u.split("//", 1)[-1].split("/", 1)[-1].join(["/", ""]) if u.startswith("http") else u for u in urls]
 
 
 def test_default_cell_labels_and_loading(served, browser):
@@ -124,26 +130,26 @@ def test_dropdowns_swap_cells_and_back_goes_back(served, browser):
     v = Visit(browser, url)
     page = v.page
     page.select_option("select[data-axis=style]", "ink")
-    assert paths(v.thumbs()) == expected_thumbs(manifest, "cat/ink")
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
     assert page.url.endswith("?subject=cat&style=ink")
     assert page.locator(".pg-negative-text").inner_text() == "colour"
     page.select_option("select[data-axis=subject]", "evil")
-    assert paths(v.thumbs()) == expected_thumbs(manifest, "evil/ink")
+    v.wait_thumbs(expected_thumbs(manifest, "evil/ink"))
     page.go_back()
-    page.wait_for_function("document.querySelector('select[data-axis=subject]').value === 'cat'")
-    assert paths(v.thumbs()) == expected_thumbs(manifest, "cat/ink")
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
+    assert page.locator("select[data-axis=subject]").input_value() == "cat"
     page.go_back()
-    page.wait_for_function("document.querySelector('select[data-axis=style]').value === 'oil'")
-    assert paths(v.thumbs()) == expected_thumbs(manifest, "cat/oil")
+    v.wait_thumbs(expected_thumbs(manifest, "cat/oil"))
+    assert page.locator("select[data-axis=style]").input_value() == "oil"
     page.go_forward()
-    page.wait_for_function("document.querySelector('select[data-axis=style]').value === 'ink'")
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
     v.close()
 
 
 def test_deep_link_opens_its_cell_and_unknown_values_fall_back(served, browser):
     url, manifest = served
     v = Visit(browser, url + "?subject=evil&style=ink")
-    assert paths(v.thumbs()) == expected_thumbs(manifest, "evil/ink")
+    v.wait_thumbs(expected_thumbs(manifest, "evil/ink"))
     assert v.page.locator("select[data-axis=subject]").input_value() == "evil"
     v.close()
     v = Visit(browser, url + "?subject=nope&style=%3Cscript%3E")
@@ -156,9 +162,10 @@ def test_lightbox_opens_navigates_and_closes(served, browser):
     v = Visit(browser, url + "?subject=cat&style=ink")
     page = v.page
     images = manifest["cells"]["cat/ink"]["images"]
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
     page.locator(".pg-grid a.pg-link").nth(1).click()
     dialog = page.locator("dialog.pg-lightbox")
-    assert dialog.evaluate("d => d.open")
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
     big = page.locator(".pg-lb-img")
     assert big.get_attribute("src").endswith(images[1]["full"])
     page.wait_for_function("document.querySelector('.pg-lb-img').naturalWidth === 64")
@@ -180,7 +187,8 @@ def test_lightbox_opens_navigates_and_closes(served, browser):
     assert focused.endswith(images[1]["full"])  # focus went back to the thumbnail
     # the keyboard alone: Enter on a focused thumbnail opens it
     page.keyboard.press("Enter")
-    assert dialog.evaluate("d => d.open") and big.get_attribute("src").endswith(images[1]["full"])
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
+    assert big.get_attribute("src").endswith(images[1]["full"])
     page.locator(".pg-lb-close").click()
     assert not dialog.evaluate("d => d.open")
     v.close()
@@ -192,10 +200,12 @@ def test_prompt_text_is_shown_literally_and_runs_nothing(served, browser):
     page = v.page
     assert NASTY_LABEL in page.eval_on_selector_all("select[data-axis=subject] option", "os => os.map(o => o.text)")
     page.select_option("select[data-axis=subject]", "evil")
+    v.wait_thumbs(expected_thumbs(manifest, "evil/oil"))
     assert page.locator(".pg-prompt-text").inner_text() == NASTY_PROMPT + " oil painting"
     assert page.evaluate("window.pwned") is None
     assert page.locator("img[src='x']").count() == 0
     page.locator(".pg-grid a.pg-link").first.click()
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
     assert NASTY_PROMPT in page.locator(".pg-recipe").inner_text()
     page.keyboard.press("Escape")
     v.close()

@@ -70,9 +70,12 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     manifest = json.loads((site / "assets/img/tiny-test/manifest.json").read_text())
     assert manifest["default"] == ["dog", "oil"] and manifest["samples"] == 2
     assert [a["name"] for a in manifest["axes"]] == ["subject", "style"]
-    ink = manifest["cells"]["dog/ink"]
+    assert manifest["cells"]["dog/ink"] == "assets/img/tiny-test/dog/ink/cell.json"
+    cells = {path: json.loads((site / file).read_text()) for path, file in manifest["cells"].items()}
+    ink = cells["dog/ink"]
     assert ink["prompt"] == "a dog ink drawing" and len(ink["images"]) == 2
-    for cell in manifest["cells"].values():
+    assert ink["settings"]["guidance"] == 3.0 and ink["thumb_size"] == [64, 64]
+    for cell in cells.values():
         for image in cell["images"]:
             assert Image.open(site / image["thumb"]).format == "WEBP"
             assert (site / image["full"]).is_file()

@@ -60,8 +60,8 @@ def test_generated_files_keep_prompt_text_inert(tmp_path, tiny_sd):
     select = (site / "_includes/prompt_gallery/nasty/select-subject.html").read_text()
     labels = [html.unescape(m) for m in re.findall(r"<option [^>]*>([^<]*)</option>", select)]
     assert labels == ["a cat", NASTY_LABEL]
-    manifest = json.loads((site / "assets/img/nasty/manifest.json").read_text())
-    assert manifest["cells"]["evil/oil"]["prompt"] == NASTY_PROMPT + " oil painting"
+    cell = json.loads((site / "assets/img/nasty/evil/oil/cell.json").read_text())
+    assert cell["prompt"] == NASTY_PROMPT + " oil painting"
 
 
 @needs_jekyll
@@ -84,8 +84,8 @@ def test_jekyll_builds_the_site_and_every_url_resolves(tmp_path, tiny_sd, baseur
         target = dest / url[len(baseurl) + 1:]
         assert target.is_file() or (target / "index.html").is_file(), url
     manifest = json.loads((dest / "assets/img/nasty/manifest.json").read_text())
-    for cell in manifest["cells"].values():
-        for image in cell["images"]:
+    for file in manifest["cells"].values():
+        for image in json.loads((dest / file).read_text())["images"]:
             assert (dest / image["thumb"]).is_file() and (dest / image["full"]).is_file()
 
     # prompt text arrives as text: escaped, and untouched by Liquid

@@ -32,14 +32,27 @@
       return root.querySelector('select[data-axis="' + axis.name + '"]');
     });
     const lightbox = makeLightbox(root, manifest, siteRoot);
-    let shown = manifest.default.join("/");
+    const cellFiles = new Map();  // path -> Promise of the cell's data, each fetched once
+    let shown = manifest.default.join("/");  // the cell whose images are on the page
+    let wanted = shown;  // the cell last asked for (a slow fetch must not win over a later choice)
+
+    function loadCell(path) {
+      if (!cellFiles.has(path)) {
+        const url = new URL(manifest.cells[path], siteRoot);
+        cellFiles.set(path, fetch(url).then(function (response) {
+          if (!response.ok) throw new Error(response.status + " " + url);
+          return response.json();
+        }));
+      }
+      return cellFiles.get(path);
+    }
 
     function cellFromUrl() {
       const params = new URLSearchParams(window.location.search);
       return manifest.axes.map(function (axis, i) {
-        const wanted = params.get(axis.name);
-        const known = axis.options.some(function (o) { return o.key === wanted; });
-        return known ? wanted : manifest.default[i];
+        const value = params.get(axis.name);
+        const known = axis.options.some(function (o) { return o.key === value; });
+        return known ? value : manifest.default[i];
       });
     }
 
@@ -52,9 +65,19 @@
     function show(cell) {
       selects.forEach(function (select, i) { select.value = cell[i]; });
       const path = cell.join("/");
+      wanted = path;
       if (path === shown) return;
-      shown = path;
-      const data = manifest.cells[path];
+      loadCell(path).then(function (data) {
+        if (wanted !== path) return;
+        shown = path;
+        render(data);
+      }).catch(function (err) {
+        status.textContent = "The images of this combination could not be loaded.";
+        console.warn("prompt gallery:", err.message);
+      });
+    }
+
+    function render(data) {
       promptText.textContent = data.prompt;
       negativeText.textContent = data.negative_prompt;
       negative.hidden = !data.negative_prompt;
@@ -71,8 +94,8 @@
         const img = document.createElement("img");
         img.className = "pg-img";
         img.src = new URL(image.thumb, siteRoot).toString();
-        img.width = image.width;
-        img.height = image.height;
+        img.width = data.thumb_size[0];
+        img.height = data.thumb_size[1];
         img.alt = altText(manifest, data, image);
         img.loading = i < 4 ? "eager" : "lazy";
         img.decoding = "async";
@@ -89,7 +112,7 @@
       if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
       event.preventDefault();
       const links = Array.prototype.slice.call(grid.querySelectorAll("a.pg-link"));
-      lightbox.open(manifest.cells[shown], links.indexOf(link), link);
+      loadCell(shown).then(function (data) { lightbox.open(data, links.indexOf(link), link); });
     });
 
     const note = root.querySelector(".pg-nojs");
@@ -129,8 +152,8 @@
       title.textContent = "Sample " + (image.sample + 1) + " of " + manifest.samples +
         (cell.images.length < manifest.samples ? " (" + cell.images.length + " rendered)" : "");
       img.src = new URL(image.full, siteRoot).toString();
-      img.width = image.full_width;
-      img.height = image.full_height;
+      img.width = cell.full_size[0];
+      img.height = cell.full_size[1];
       img.alt = altText(manifest, cell, image);
       const rows = [row("Prompt", cell.prompt)];
       if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
