@@ -7,7 +7,7 @@ CONFIG ?= prompts.yaml
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: setup build plan render site serve publish screenshot test
+.PHONY: setup build plan render site verify prune serve publish screenshot test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ render: setup
 
 site: setup
 	$(BIN)/gallery site --config $(CONFIG)
+
+verify: setup
+	$(BIN)/gallery verify --config $(CONFIG)
+
+prune: setup
+	$(BIN)/gallery prune --config $(CONFIG)
 
 serve: setup
 	$(BIN)/gallery serve --config $(CONFIG)

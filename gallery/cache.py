@@ -3,27 +3,39 @@
 An entry is two files named by the job's key: the PNG and a JSON sidecar. The PNG is written
 first and the sidecar last, each atomically, so the sidecar marks a complete entry: a build
 killed at any moment leaves either a whole entry or none (a stray PNG without its sidecar is
-simply rendered again). Entries are never modified, only added.
+simply rendered again). An entry is only ever replaced when it is found broken.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import shutil
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
-from gallery.fsutil import atomic_write_bytes
+from gallery.fsutil import TEMP_PREFIX, atomic_write_bytes
 
 LOCK_NAME = "build.lock"
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    what: str
 
 
 class Cache:
     def __init__(self, root: Path):
         self.root = root
         self.images = root / "images"
+        self.quarantine = root / "quarantine"
 
     def png_path(self, key: str) -> Path:
         return self.images / key[:2] / f"{key}.png"
@@ -32,7 +44,13 @@ class Cache:
         return self.images / key[:2] / f"{key}.json"
 
     def has(self, key: str) -> bool:
-        return self.sidecar_path(key).is_file() and self.png_path(key).is_file()
+        """A whole entry: both files, a sidecar that names this key, a PNG of the recorded size.
+        Cheap (a stat and a small JSON) so a fully cached build stays fast; `verify` goes deeper."""
+        try:
+            side = self.sidecar(key)
+            return side.get("key") == key and self.png_path(key).stat().st_size == side["png"]["bytes"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
 
     def missing(self, jobs: Iterable) -> list:
         return [job for job in jobs if not self.has(job.key)]
@@ -44,6 +62,64 @@ class Cache:
 
     def sidecar(self, key: str) -> dict:
         return json.loads(self.sidecar_path(key).read_text(encoding="utf-8"))
+
+    def keys(self) -> set[str]:
+        """Every key with at least one file in the cache (whole, half or broken)."""
+        if not self.images.is_dir():
+            return set()
+        return {p.stem for p in self.images.glob("*/*") if p.suffix in (".png", ".json")}
+
+    def check(self, key: str, recipe_key) -> str | None:
+        """What is wrong with an entry, read in full (None: nothing). `recipe_key` hashes a recipe."""
+        png, side_path = self.png_path(key), self.sidecar_path(key)
+        if not side_path.is_file():
+            return "PNG without its sidecar" if png.is_file() else "missing"
+        try:
+            side = self.sidecar(key)
+            expected = side["png"]
+        except (ValueError, KeyError, TypeError):
+            return "sidecar is not readable JSON of an entry"
+        if side.get("key") != key or recipe_key(side.get("recipe", {})) != key:
+            return "sidecar belongs to another image"
+        if not png.is_file():
+            return "sidecar without its PNG"
+        data = png.read_bytes()
+        if len(data) != expected.get("bytes") or hashlib.sha256(data).hexdigest() != expected.get("sha256"):
+            return "PNG does not match its sidecar (truncated or changed)"
+        try:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+        except Exception as err:  # Pillow raises many kinds for a broken file
+            return f"PNG does not decode ({type(err).__name__})"
+        return None
+
+    def set_aside(self, key: str) -> None:
+        """Move a broken entry out of the way (kept for inspection), so the next build renders it."""
+        folder = self.quarantine / time.strftime("%Y%m%d-%H%M%S")
+        for path in (self.png_path(key), self.sidecar_path(key)):
+            if path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(path), folder / path.name)
+
+    def remove(self, key: str) -> int:
+        """Delete an entry; return the bytes freed."""
+        freed = 0
+        for path in (self.png_path(key), self.sidecar_path(key)):
+            if path.exists():
+                freed += path.stat().st_size
+                path.unlink()
+        return freed
+
+    def clean_temp_files(self) -> int:
+        """Temp files left by a killed writer; call only while holding the build lock."""
+        count = 0
+        if self.images.is_dir():
+            for tmp in self.images.glob(f"*/{TEMP_PREFIX}*"):
+                tmp.unlink(missing_ok=True)
+                count += 1
+        return count
 
     @contextmanager
     def locked(self, on_wait=None) -> Iterator[None]:

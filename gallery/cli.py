@@ -1,4 +1,4 @@
-"""The `gallery` command: plan, render, site, build (= render + site), serve, publish."""
+"""The `gallery` command: plan, render, site, build (= render + site), serve, publish, verify, prune."""
 
 from __future__ import annotations
 
@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--into", metavar="PATH", type=Path,
                        help="write only the gallery (page, includes, script, style, images) into an existing "
                             "Jekyll/al-folio site at PATH, instead of the standalone site/")
+    command("verify", run_verify, "check every cached image of the plan in full; set broken ones aside "
+                                  "(in the cache's quarantine/) so the next build renders them again")
+    prune = command("prune", run_prune, "remove cache entries that are no longer in the plan (a dry run unless "
+                                        "--delete)")
+    prune.add_argument("--delete", action="store_true", help="really delete them")
     pub = command("publish", run_publish, "build site/ with Jekyll and push it to the gh-pages branch")
     pub.add_argument("--remote", default="origin", help="git remote name or URL (default: origin)")
     pub.add_argument("--branch", default="gh-pages", help="branch to push (default: gh-pages)")
@@ -88,9 +93,9 @@ def run_plan(args) -> int:
 
 def run_render(args) -> int:
     config, plan, cache, memo = _load(args)
-    _render(config, plan, cache, args.yes)
+    rejected = _render(config, plan, cache, args.yes)
     memo.save()
-    return 0
+    return 1 if rejected else 0
 
 
 def run_site(args) -> int:
@@ -104,10 +109,49 @@ def run_build(args) -> int:
     config, plan, cache, memo = _load(args)
     if args.into is not None and not (args.into / "_config.yml").is_file():
         raise GalleryError(f"--into {args.into}: no _config.yml there; point it at the root of a Jekyll site")
-    _render(config, plan, cache, args.yes)
+    rejected = _render(config, plan, cache, args.yes)
     memo.save()  # after rendering, so a model that fails to load leaves nothing behind
     _site(config, plan, cache, args.into)
+    return 1 if rejected else 0
+
+
+def run_verify(args) -> int:
+    from gallery.plan import recipe_key
+
+    config, plan, cache, _ = _load(args)
+    with cache.locked(on_wait=_say_waiting):
+        problems = [(job, cache.check(job.key, recipe_key)) for job in plan.jobs]
+        broken = [(job, what) for job, what in problems if what not in (None, "missing")]
+        missing = sum(what == "missing" for _, what in problems)
+        for job, what in broken:
+            print(f"verify: {'/'.join(job.cell)} sample {job.sample}: {what} ({job.key[:12]})")
+            cache.set_aside(job.key)
+    good = len(plan.jobs) - len(broken) - missing
+    print(f"verify: {good} good, {len(broken)} broken, {missing} not rendered yet")
+    if broken:
+        print(f"verify: broken entries moved to {cache.quarantine}; `gallery build` renders them again")
+        return 1
     return 0
+
+
+def run_prune(args) -> int:
+    config, plan, cache, _ = _load(args)
+    with cache.locked(on_wait=_say_waiting):
+        stale = sorted(cache.keys() - {job.key for job in plan.jobs})
+        freed = 0
+        for key in stale:
+            if args.delete:
+                freed += cache.remove(key)
+            else:
+                freed += sum(p.stat().st_size for p in (cache.png_path(key), cache.sidecar_path(key)) if p.exists())
+    verb = "removed" if args.delete else "would remove"
+    print(f"prune: {verb} {len(stale)} entries no longer in the plan ({freed / 1e6:.1f} MB)"
+          + ("" if args.delete or not stale else "; run `gallery prune --delete` to do it"))
+    return 0
+
+
+def _say_waiting() -> None:
+    print("another build holds the cache lock; waiting for it to finish...", file=sys.stderr)
 
 
 def run_publish(args) -> int:
@@ -141,11 +185,12 @@ def run_serve(args) -> int:
     return 0
 
 
-def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> None:
+def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> int:
+    """Render what is missing; return how many images came out unusable (not cached)."""
     missing = cache.missing(plan.jobs)
     if not missing:
         print(f"render: all {len(plan.jobs)} images are cached")
-        return
+        return 0
     if len(missing) > config.max_images and not yes:
         raise ConfigError(f"{len(missing)} images to render is more than limits.max_images ({config.max_images})",
                           file=str(config.source), key="limits.max_images",
@@ -157,8 +202,8 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> None:
 
     renderer = Renderer(config.runtime)
     renderer.pipeline(missing[0].picture)  # fail on a model that cannot load before writing anything
-    with cache.locked(on_wait=lambda: print("render: another build holds the cache lock; waiting for it "
-                                            "to finish...", file=sys.stderr)):
+    with cache.locked(on_wait=_say_waiting):
+        cache.clean_temp_files()  # left by a build that was killed mid-write
         missing = cache.missing(plan.jobs)  # the other build may have rendered some
         print(f"render: {len(missing)} of {len(plan.jobs)} images on {renderer.target.device} "
               f"({renderer.target.dtype})", file=sys.stderr)
@@ -168,6 +213,13 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> None:
     print(f"render: {report.rendered} images in {_duration(report.seconds)} ({rate:.2f} img/s, "
           f"batch up to {report.batch_size}, {report.device}, {report.dtype}); "
           f"{len(plan.jobs) - report.rendered} were cached")
+    for job, fault in report.rejected:
+        print(f"render: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}",
+              file=sys.stderr)
+    if report.rejected:
+        print(f"render: {len(report.rejected)} images came out unusable and were not cached; the page leaves them "
+              "out, and the next build tries them again", file=sys.stderr)
+    return len(report.rejected)
 
 
 def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None) -> None:
@@ -182,6 +234,9 @@ def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None) ->
           f"-> {into or config.site_dir}")
     if report.missing:
         print(f"site: {report.missing} planned images are not rendered yet; `gallery build` renders them")
+    if report.refused:
+        print(f"site: {report.refused} cached images do not match their sidecar and were left out; "
+              "run `gallery verify`, then `gallery build`", file=sys.stderr)
 
 
 def _duration(seconds: float) -> str:

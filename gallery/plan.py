@@ -115,6 +115,10 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
 
 
 def cache_key(picture: Picture, model_id: str, prompt: str, seed: int) -> str:
-    canonical = json.dumps(recipe(picture, model_id, prompt, seed), sort_keys=True, ensure_ascii=False,
-                           separators=(",", ":"))
+    return recipe_key(recipe(picture, model_id, prompt, seed))
+
+
+def recipe_key(recipe_: dict) -> str:
+    """SHA-256 of the recipe's canonical JSON; `verify` recomputes it from a sidecar."""
+    canonical = json.dumps(recipe_, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -30,6 +30,7 @@ class RenderReport:
     dtype: str = ""
     batch_size: int = 0
     warnings: list[str] = field(default_factory=list)
+    rejected: list[tuple[Job, str]] = field(default_factory=list)  # images not cached, and why
 
 
 def auto_batch_size(picture: Picture, device: str) -> int:
@@ -91,8 +92,12 @@ class Renderer:
                             "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
                             "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
                             "seconds": round(seconds, 4), "versions": versions}
-                    for job, image in zip(chunk, images):
-                        pending.append(writer.submit(_store, cache, job, image, made))
+                    for job, array in zip(chunk, images):
+                        fault = image_fault(array)
+                        if fault:
+                            report.rejected.append((job, fault))
+                            continue
+                        pending.append(writer.submit(_store, cache, job, array, made))
                     pending = _drain(pending, block=len(pending) > 2 * batch)
                     if progress is not None:
                         progress.update(len(chunk))
@@ -106,7 +111,7 @@ class Renderer:
     def _call_kwargs(self, pipe, picture: Picture, group: Sequence[Job]) -> dict:
         accepted = loading.call_parameters(pipe)
         kwargs = {"height": picture.height, "width": picture.width, "num_inference_steps": picture.steps,
-                  "guidance_scale": picture.guidance, "output_type": "pil"}
+                  "guidance_scale": picture.guidance, "output_type": "np"}  # floats: NaN stays visible
         if picture.negative_prompt:
             if "negative_prompt" in accepted:
                 kwargs["negative_prompt"] = picture.negative_prompt
@@ -130,6 +135,10 @@ class Renderer:
                 raise _OOM() from None
             raise
         images = out.images if hasattr(out, "images") else out[0]
+        if len(images) and hasattr(images[0], "convert"):  # a pipeline that ignores output_type="np"
+            import numpy as np
+
+            images = [np.asarray(i.convert("RGB"), dtype=np.float32) / 255 for i in images]
         if len(images) != len(chunk):
             raise RenderError(f"{type(pipe).__name__} returned {len(images)} images for {len(chunk)} prompts")
         return images
@@ -168,9 +177,24 @@ def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
     return list(groups.items())
 
 
-def _store(cache: Cache, job: Job, image, made: dict) -> None:
+def image_fault(array) -> str | None:
+    """Why an image must not be cached as good: NaN (fp16 overflow) or all black (a safety filter)."""
+    import numpy as np
+
+    if not np.isfinite(array).all():
+        return "NaN in the output (often float16 overflow: try dtype bfloat16 or float32)"
+    if float(array.max()) < 1.0 / 255:
+        return "an all-black image (a safety filter, or a broken model or VAE)"
+    return None
+
+
+def _store(cache: Cache, job: Job, array, made: dict) -> None:
+    import numpy as np
+    from PIL import Image
+
+    image = Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])
     recipe = job.recipe
-    png = metadata.encode_png(image.convert("RGB"), metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
+    png = metadata.encode_png(image, metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
     sidecar = {
         "key": job.key,
         "cell": list(job.cell),
@@ -181,7 +205,11 @@ def _store(cache: Cache, job: Job, image, made: dict) -> None:
         "png": {"sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png),
                 "width": image.width, "height": image.height},
     }
-    cache.put(job.key, png, sidecar)
+    try:
+        cache.put(job.key, png, sidecar)
+    except OSError as err:  # disk full, read-only, permissions: the temp file is already gone
+        raise RenderError(f"cannot write to the cache at {cache.root}: {err.strerror or err}. Free space or fix "
+                          "permissions and run again; every image finished before this is kept") from None
 
 
 def _drain(pending: list[Future], *, block: bool) -> list[Future]:

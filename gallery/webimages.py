@@ -7,6 +7,8 @@ are named by the image's key, so an existing file is already right and is skippe
 from __future__ import annotations
 
 import os
+import hashlib
+import io
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +25,9 @@ FULL_QUALITY = 90
 
 @dataclass(frozen=True)
 class WebImage:
+    key: str
     source: Path  # the cached PNG
+    sha256: str  # what its sidecar says the PNG's bytes hash to
     thumb: Path
     full: Path
 
@@ -33,27 +37,29 @@ def thumb_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def derive(images: list[WebImage], workers: int | None = None) -> int:
-    """Write the web copies that do not exist yet; return how many images were converted.
+def derive(images: list[WebImage], workers: int | None = None) -> tuple[int, set[str]]:
+    """Write the web copies that do not exist yet. Return how many were converted, and the keys
+    of sources that do not match their sidecar (those are never published).
 
     Pillow holds the GIL while it encodes, so many images go to worker processes (spawned, not
     forked: the parent may hold a CUDA context); a few are not worth the processes' start-up."""
     todo = [i for i in images if not (i.thumb.is_file() and i.full.is_file())]
     workers = workers or os.cpu_count() or 1
     if len(todo) < 32 or workers == 1:
-        for image in todo:
-            _convert(image)
-        return len(todo)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        list(pool.map(_convert, todo, chunksize=max(1, len(todo) // (workers * 8))))
-    return len(todo)
+        results = [_convert(image) for image in todo]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_convert, todo, chunksize=max(1, len(todo) // (workers * 8))))
+    refused = {image.key for image, ok in zip(todo, results) if not ok}
+    return len(todo) - len(refused), refused
 
 
-def _convert(image: WebImage) -> None:
-    import io
-
-    with Image.open(image.source) as src:
+def _convert(image: WebImage) -> bool:
+    data = image.source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != image.sha256:
+        return False
+    with Image.open(io.BytesIO(data)) as src:
         src = src.convert("RGB")
         full = io.BytesIO()
         src.save(full, format="WEBP", quality=FULL_QUALITY, method=4)
@@ -62,3 +68,4 @@ def _convert(image: WebImage) -> None:
         small.save(thumb, format="WEBP", quality=THUMB_QUALITY, method=4)
     atomic_write_bytes(image.full, full.getvalue())
     atomic_write_bytes(image.thumb, thumb.getvalue())
+    return True
