@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -53,7 +54,24 @@ class Cache:
             return False
 
     def missing(self, jobs: Iterable) -> list:
-        return [job for job in jobs if not self.has(job.key)]
+        whole = self.whole_entries(job.key for job in jobs)
+        return [job for job in jobs if job.key not in whole]
+
+    def whole_entries(self, keys: Iterable[str]) -> dict[str, dict]:
+        """key -> sidecar of every whole entry among `keys` (the check `has` makes, for many keys).
+        Plain string paths: for thousands of entries pathlib's overhead would dominate."""
+        root = str(self.images)
+        whole = {}
+        for key in keys:
+            base = os.path.join(root, key[:2], key)
+            try:
+                with open(base + ".json", "rb") as f:
+                    side = json.loads(f.read())
+                if side.get("key") == key and os.stat(base + ".png").st_size == side["png"]["bytes"]:
+                    whole[key] = side
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass
+        return whole
 
     def put(self, key: str, png: bytes, sidecar: dict) -> None:
         atomic_write_bytes(self.png_path(key), png, durable=True)

@@ -78,7 +78,7 @@ def run_plan(args) -> int:
     config, plan, cache, memo = _load(args)
     memo.save()
     jobs = plan.jobs
-    cached = sum(cache.has(j.key) for j in jobs)
+    cached = len(cache.whole_entries(j.key for j in jobs))
     axes = " x ".join(f"{len(a.options)} {a.label.lower()}" for a in config.axes)
     print(f"{config.source}: {axes} = {len(plan.cells)} cells x {config.runtime.samples} samples "
           f"= {len(jobs)} images")
@@ -109,9 +109,10 @@ def run_build(args) -> int:
     config, plan, cache, memo = _load(args)
     if args.into is not None and not (args.into / "_config.yml").is_file():
         raise GalleryError(f"--into {args.into}: no _config.yml there; point it at the root of a Jekyll site")
-    rejected = _render(config, plan, cache, args.yes)
+    entries = cache.whole_entries(job.key for job in plan.jobs)
+    rejected = _render(config, plan, cache, args.yes, entries)
     memo.save()  # after rendering, so a model that fails to load leaves nothing behind
-    _site(config, plan, cache, args.into)
+    _site(config, plan, cache, args.into, entries)
     return 1 if rejected else 0
 
 
@@ -185,9 +186,12 @@ def run_serve(args) -> int:
     return 0
 
 
-def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> int:
-    """Render what is missing; return how many images came out unusable (not cached)."""
-    missing = cache.missing(plan.jobs)
+def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict | None = None) -> int:
+    """Render what is missing; return how many images came out unusable (not cached).
+    `entries` (the whole entries found before) is brought up to date with what was rendered."""
+    if entries is None:
+        entries = cache.whole_entries(job.key for job in plan.jobs)
+    missing = [job for job in plan.jobs if job.key not in entries]
     if not missing:
         print(f"render: all {len(plan.jobs)} images are cached")
         return 0
@@ -213,6 +217,7 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> int:
     print(f"render: {report.rendered} images in {_duration(report.seconds)} ({rate:.2f} img/s, "
           f"batch up to {report.batch_size}, {report.device}, {report.dtype}); "
           f"{len(plan.jobs) - report.rendered} were cached")
+    entries.update(cache.whole_entries(job.key for job in missing))
     for job, fault in report.rejected:
         print(f"render: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}",
               file=sys.stderr)
@@ -222,13 +227,13 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool) -> int:
     return len(report.rejected)
 
 
-def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None) -> None:
+def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None, entries: dict | None = None) -> None:
     from gallery.site import build_site
 
     if into is not None and not (into / "_config.yml").is_file():
         raise GalleryError(f"--into {into}: no _config.yml there; point it at the root of a Jekyll site")
     started = time.perf_counter()
-    report = build_site(plan, cache, into, standalone=into is None)
+    report = build_site(plan, cache, into, standalone=into is None, entries=entries)
     print(f"site: {report.images} images on the page ({report.converted} converted), {report.files_written} "
           f"files written, {report.files_removed} removed, in {_duration(time.perf_counter() - started)} "
           f"-> {into or config.site_dir}")

@@ -9,6 +9,7 @@ written by the page's author) is passed in already marked safe.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,26 +76,32 @@ def environment(templates_dir: Path) -> Environment:
     return env
 
 
-def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standalone: bool = True) -> SiteReport:
+def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standalone: bool = True,
+               entries: dict[str, dict] | None = None) -> SiteReport:
     """Write the gallery into `site_dir` (default: config's site/). `standalone` adds the Jekyll
     site around it; without it (`--into` an existing site) only the gallery's own files are
-    written, and a file of the same name that this tool did not generate stops the build."""
+    written, and a file of the same name that this tool did not generate stops the build.
+    `entries` (the cache's whole entries, if the caller has them) saves reading the sidecars again."""
     config = plan.config
     out = site_dir or config.site_dir
     report = SiteReport()
-    available = {job.key for job in plan.jobs if cache.has(job.key)}
+    if entries is None:
+        entries = cache.whole_entries(job.key for job in plan.jobs)
+    available = {job.key for job in plan.jobs if job.key in entries}
     report.missing = len(plan.jobs) - len(available)
     image_dir = out / manifest_mod.image_dir(plan)
     _check_ownership(out, _page_file_names(plan, standalone), image_dir)
+    existing = _files_under(image_dir)
 
     webs = []
     for cell in plan.cells:
         for job in cell.jobs:
             if job.key in available:
                 thumb, full = manifest_mod.web_paths(plan, cell, job)
-                webs.append(WebImage(job.key, cache.png_path(job.key), cache.sidecar(job.key)["png"]["sha256"],
+                webs.append(WebImage(job.key, cache.png_path(job.key), entries[job.key]["png"]["sha256"],
                                      out / thumb, out / full))
-    report.converted, refused = derive(webs)
+    todo = [w for w in webs if str(w.thumb) not in existing or str(w.full) not in existing]
+    report.converted, refused = derive(todo)
     report.refused = len(refused)
     available -= refused
     webs = [w for w in webs if w.key in available]
@@ -114,11 +121,15 @@ def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standa
     for rel, data in files.items():
         report.files_written += write_if_changed(out / rel, data)
 
-    keep = {out / rel for rel in files} | {w.thumb for w in webs} | {w.full for w in webs}
+    keep = {str(out / rel) for rel in files} | {str(w.thumb) for w in webs} | {str(w.full) for w in webs}
     if cover:
-        keep.add(out / cover)
-    report.files_removed = _prune(image_dir, keep)
+        keep.add(str(out / cover))
+    report.files_removed = _prune(image_dir, existing - keep)
     return report
+
+
+def _files_under(folder: Path) -> set[str]:
+    return {os.path.join(d, f) for d, _, names in os.walk(folder) for f in names}
 
 
 def _page_file_names(plan: Plan, standalone: bool) -> list[str]:
@@ -197,15 +208,11 @@ def _front_matter(plan: Plan, cover: str | None) -> str:
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000).strip()
 
 
-def _prune(folder: Path, keep: set[Path]) -> int:
-    """Remove files in this gallery's own image folder that left the matrix (never elsewhere)."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for path in sorted(folder.rglob("*"), reverse=True):
-        if path.is_file() and path not in keep:
-            path.unlink()
-            removed += 1
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-    return removed
+def _prune(folder: Path, stale: set[str]) -> int:
+    """Remove files of this gallery's own image folder that left the matrix (never elsewhere)."""
+    for path in stale:
+        os.unlink(path)
+    for d, subdirs, names in sorted(os.walk(folder), reverse=True):  # deepest first
+        if d != str(folder) and not os.listdir(d):
+            os.rmdir(d)
+    return len(stale)

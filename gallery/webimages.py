@@ -38,12 +38,12 @@ def thumb_size(width: int, height: int) -> tuple[int, int]:
 
 
 def derive(images: list[WebImage], workers: int | None = None) -> tuple[int, set[str]]:
-    """Write the web copies that do not exist yet. Return how many were converted, and the keys
-    of sources that do not match their sidecar (those are never published).
+    """Write the web copies of `images`. Return how many were converted, and the keys of sources
+    that do not match their sidecar (those are never published).
 
     Pillow holds the GIL while it encodes, so many images go to worker processes (spawned, not
     forked: the parent may hold a CUDA context); a few are not worth the processes' start-up."""
-    todo = [i for i in images if not (i.thumb.is_file() and i.full.is_file())]
+    todo = images
     workers = workers or os.cpu_count() or 1
     if len(todo) < 32 or workers == 1:
         results = [_convert(image) for image in todo]
