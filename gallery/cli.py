@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -106,6 +107,11 @@ def run_site(args) -> int:
 
 
 def run_build(args) -> int:
+    from gallery.workers import this_process
+
+    if not this_process().alone:
+        raise GalleryError("`gallery build` runs as one process; launch the rendering on many with "
+                           "`accelerate launch ... -m gallery render`, then run `gallery site`")
     config, plan, cache, memo = _load(args)
     if args.into is not None and not (args.into / "_config.yml").is_file():
         raise GalleryError(f"--into {args.into}: no _config.yml there; point it at the root of a Jekyll site")
@@ -203,15 +209,21 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict |
     from tqdm import tqdm
 
     from gallery.render import Renderer
+    from gallery.workers import this_process
 
-    renderer = Renderer(config.runtime)
+    share = this_process()
+    renderer = Renderer(config.runtime, share)
     renderer.pipeline(missing[0].picture)  # fail on a model that cannot load before writing anything
-    with cache.locked(on_wait=_say_waiting):
-        cache.clean_temp_files()  # left by a build that was killed mid-write
-        missing = cache.missing(plan.jobs)  # the other build may have rendered some
-        print(f"render: {len(missing)} of {len(plan.jobs)} images on {renderer.target.device} "
+    # One of many processes: no build lock (they would take turns); atomic writes keep them apart.
+    with cache.locked(on_wait=_say_waiting) if share.alone else contextlib.nullcontext():
+        if share.alone:
+            cache.clean_temp_files()  # left by a build that was killed mid-write
+        missing = share.take(cache.missing(plan.jobs))  # another build may have rendered some
+        who = "" if share.alone else f" (process {share.rank} of {share.world})"
+        print(f"render{who}: {len(missing)} of {len(plan.jobs)} images on {renderer.target.device} "
               f"({renderer.target.dtype})", file=sys.stderr)
-        with tqdm(total=len(missing), unit="img", desc="render", dynamic_ncols=True, file=sys.stderr) as bar:
+        with tqdm(total=len(missing), unit="img", desc="render", dynamic_ncols=True, file=sys.stderr,
+                  disable=share.local_rank != 0) as bar:
             report = renderer.render(missing, cache, progress=bar)
     rate = report.rendered / report.seconds if report.seconds else 0.0
     print(f"render: {report.rendered} images in {_duration(report.seconds)} ({rate:.2f} img/s, "

@@ -20,6 +20,7 @@ from gallery.cache import Cache
 from gallery.config import Picture, Runtime
 from gallery.errors import RenderError
 from gallery.plan import Job
+from gallery.workers import Share
 
 
 @dataclass
@@ -41,10 +42,12 @@ def auto_batch_size(picture: Picture, device: str) -> int:
 
 
 class Renderer:
-    def __init__(self, runtime: Runtime, *, warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
+    def __init__(self, runtime: Runtime, share: Share = Share(), *,
+                 warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
         self.runtime = runtime
+        self.share = share
         self.warn = warn
-        self.target = loading.choose_target(runtime)
+        self.target = loading.choose_target(runtime, gpu_index=share.local_rank)
         self._pipes: dict[tuple, object] = {}
         self._warned: set[str] = set()
 
@@ -91,7 +94,8 @@ class Renderer:
                     made = {"device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
                             "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
                             "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
-                            "seconds": round(seconds, 4), "versions": versions}
+                            "seconds": round(seconds, 4), "versions": versions,
+                            "process": f"{self.share.rank}/{self.share.world}"}
                     for job, array in zip(chunk, images):
                         fault = image_fault(array)
                         if fault:

@@ -29,6 +29,7 @@ def small_project(folder: Path, model: Path, extra_render: str = "", axes: str |
           height: 64
           samples: 2
           seed: 10
+          dtype: float32
           {extra_render}
         axes:
           {axes or '''subject: {cat: a cat, dog: a dog}

@@ -31,9 +31,9 @@ def whole_entries(plan, cache) -> dict[str, tuple[int, int]]:
             for j in plan.jobs if cache.has(j.key)}
 
 
-def kill_project(folder, model):
+def kill_project(folder, model, steps: int = 20):
     return write_prompts(folder, f"""
-        render: {{model: {model}, steps: 20, width: 64, height: 64, samples: 4, batch_size: 2}}
+        render: {{model: {model}, steps: {steps}, width: 64, height: 64, samples: 4, batch_size: 2}}
         axes:
           subject: {{a: a cat, b: a dog, c: a bird, d: a fish}}
           style: {{x: oil, y: ink, z: pencil, w: clay}}
@@ -241,3 +241,29 @@ def test_prune_is_a_dry_run_until_asked(tmp_path, tiny_sd, capsys):
     assert main(["prune", "-c", str(prompts), "--delete"]) == 0
     assert "removed 4 entries" in capsys.readouterr().out
     assert cache.keys() == {j.key for j in plan.jobs} and all(cache.has(j.key) for j in plan.jobs)
+
+
+def test_two_processes_share_the_rendering_through_accelerate(tmp_path, tiny_sd):
+    """`accelerate launch -m gallery render` on the CPU with 2 processes."""
+    import json
+    import os
+    import shutil
+
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    assert accelerate, "accelerate is a dependency"
+    prompts = kill_project(tmp_path, tiny_sd, steps=3)
+    result = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                             "--mixed_precision", "no", "--dynamo_backend", "no",
+                             "-m", "gallery", "render", "-c", str(prompts)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
+    plan, cache = plan_and_cache(prompts)
+    assert all(cache.has(j.key) for j in plan.jobs)
+    processes = [json.loads(cache.sidecar_path(j.key).read_text())["made"]["process"] for j in plan.jobs]
+    assert set(processes) == {"0/2", "1/2"} and min(processes.count("0/2"), processes.count("1/2")) >= 16
+    assert not list(cache.root.rglob(".tmp-*"))
+    for job in plan.jobs[:3]:  # a gap (a process that died) is filled by the next run
+        cache.remove(job.key)
+    assert main(["render", "-c", str(prompts)]) == 0
+    assert all(cache.has(j.key) for j in plan.jobs)
