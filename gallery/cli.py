@@ -203,7 +203,7 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict |
         return 0
     if len(missing) > config.max_images and not yes:
         raise ConfigError(f"{len(missing)} images to render is more than limits.max_images ({config.max_images})",
-                          file=str(config.source), key="limits.max_images",
+                          file=str(config.source), line=config.line("limits.max_images"), key="limits.max_images",
                           hint="pass --yes to render them anyway, or raise limits.max_images")
     # Imported only now: a fully cached build never loads torch or diffusers.
     from tqdm import tqdm

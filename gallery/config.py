@@ -5,10 +5,11 @@ Every mistake becomes one ConfigError naming the file, the line and the key, wit
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16",
           "fp16": "float16", "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+TEXTLIKE = (str, int, float, datetime.date)  # YAML reads some plain text as numbers and dates
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 
 
@@ -116,6 +118,13 @@ class Config:
     site_dir: Path
     templates_dir: Path
     max_images: int
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def line(self, key: str) -> int | None:
+        """The line of prompts.yaml that sets `key` (dotted, e.g. 'limits.max_images'), for messages."""
+        while key and key not in self.key_lines:
+            key = key.rpartition(".")[0]
+        return self.key_lines.get(key)
 
     @property
     def image_count(self) -> int:
@@ -176,21 +185,25 @@ class _Reader:
             return default
         value = section[key]
         if isinstance(value, bool):
-            raise self.fail(path + (key,), f"must be text, got {_kind(value)} {value!r}",
+            raise self.fail(path + (key,), f"must be text, got {_got(value)}",
                             "quote it: YAML reads yes/no/on/off/true/false unquoted as true or false")
-        if not isinstance(value, (str, int, float)):
+        if not isinstance(value, TEXTLIKE):
             raise self.fail(path + (key,), f"must be text, got {_kind(value)}")
-        value = str(value)
+        value = self.as_written(path + (key,), value)
         if not empty_ok and not value.strip():
             raise self.fail(path + (key,), "must not be empty")
         return value
+
+    def as_written(self, path: tuple, value: Any) -> str:
+        """A text, number or date as the file spells it (YAML reads 0123456 as 42798 and 1.10 as 1.1)."""
+        return value if isinstance(value, str) else self.doc.texts.get(path, str(value))
 
     def integer(self, section: dict, key: str, path: tuple, default: int | None, lo: int, hi: int) -> int | None:
         if key not in section or section[key] is None:
             return default
         value = section[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path + (key,), f"must be a whole number, got {_kind(value)} {value!r}")
+            raise self.fail(path + (key,), f"must be a whole number, got {_got(value)}")
         if not lo <= value <= hi:
             raise self.fail(path + (key,), f"must be between {lo} and {hi}, got {value}")
         return value
@@ -199,8 +212,10 @@ class _Reader:
         if key not in section or section[key] is None:
             return default
         value = section[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise self.fail(path + (key,), f"must be a number, got {_kind(value)} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path + (key,), f"must be a number, got {_got(value)}")
+        if value != value:
+            raise self.fail(path + (key,), "must be a number, not .nan")
         if not lo <= value <= hi:
             raise self.fail(path + (key,), f"must be between {lo} and {hi}, got {value}")
         return float(value)
@@ -210,15 +225,19 @@ class _Reader:
             return default
         value = section[key]
         if not isinstance(value, bool):
-            raise self.fail(path + (key,), f"must be true or false, got {_kind(value)} {value!r}")
+            raise self.fail(path + (key,), f"must be true or false, got {_got(value)}")
         return value
 
     # -- sections --------------------------------------------------------------------------
     def config(self, source: Path) -> Config:
+        if self.doc.data is None:
+            raise self.fail((), "the file is empty", "list at least one axis under 'axes:' (see the README)")
+        if not isinstance(self.doc.data, dict):
+            raise self.fail((), f"the file must be a mapping (axes:, render:, ...), got {_kind(self.doc.data)}",
+                            "start with 'axes:' at the beginning of a line (see the README)")
         top = self.mapping(self.doc.data, (), TOP_KEYS, "sections")
         if "axes" not in top:
-            raise self.fail((), "missing 'axes'", "list at least one axis, e.g.\n  axes:\n    subject:\n"
-                                                   "      options:\n        cat: a cat")
+            raise self.fail((), "missing 'axes'", "list at least one axis, e.g. axes: {subject: {cat: a cat}}")
         axes = self.axes(top["axes"])
         prompt_template = self.prompt_template(top, axes)
         render = self.mapping(top.get("render"), ("render",), PICTURE_KEYS + RUNTIME_KEYS, "render settings")
@@ -245,6 +264,7 @@ class _Reader:
             site_dir=self.folder(paths, "site", "site"),
             templates_dir=self.folder(paths, "templates", "templates"),
             max_images=self.integer(limits, "max_images", ("limits",), 10_000, 1, 10**9),
+            key_lines={dotted(p): line for p, line in self.doc.lines.items() if p},
         )
         if runtime.seed + runtime.samples > 2**63:
             raise self.fail(("render", "seed"), "seed + samples must stay below 2**63")
@@ -293,21 +313,21 @@ class _Reader:
                                          "render settings an option may change")
                 self.raw_overrides[(axis, key)] = (overrides, opath + ("render",))
                 result.append(Option(key, label, prompt))
-            elif isinstance(option_value, (str, int, float)) and not isinstance(option_value, bool):
-                prompt = str(option_value)
+            elif isinstance(option_value, TEXTLIKE) and not isinstance(option_value, bool):
+                prompt = self.as_written(opath, option_value)
                 result.append(Option(key, prompt.strip() or key, prompt))
             elif option_value is None:
                 result.append(Option(key, key, ""))
             else:
-                raise self.fail(opath, f"must be prompt text or a mapping with 'prompt', got {_kind(option_value)}")
+                raise self.fail(opath, f"must be prompt text or a mapping with 'prompt', got {_got(option_value)}")
         return tuple(result)
 
     def safe_key(self, key: str, path: tuple, seen_lower: dict[str, str], what: str) -> None:
-        if not SAFE_KEY.match(key):
-            raise self.fail(path, f"{what} '{key}' is not safe for file names and URLs",
+        if not SAFE_KEY.fullmatch(key):
+            raise self.fail(path, f"{what} {_q(key)} is not safe for file names and URLs",
                             "use letters A-Z, digits, '_' and '-' (at most 64, starting with a letter or digit)")
         if key.lower() in seen_lower:
-            raise self.fail(path, f"{what} '{key}' clashes with '{seen_lower[key.lower()]}' "
+            raise self.fail(path, f"{what} {_q(key)} clashes with {_q(seen_lower[key.lower()])} "
                                   "on case-insensitive file systems", "rename one of them")
         seen_lower[key.lower()] = key
 
@@ -317,21 +337,25 @@ class _Reader:
             return None
         names = {a.name for a in axes}
         try:
-            fields = [f for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
         except ValueError as err:
             raise self.fail(("prompt",), f"bad template: {err}", "write axis names in braces: '{subject} {style}'; "
                                                                  "double a literal brace: '{{'") from None
-        for field in fields:
-            if field not in names:
-                close = difflib.get_close_matches(field, sorted(names), n=1)
+        for name, spec, conv in fields:
+            if name not in names:
+                close = difflib.get_close_matches(name, sorted(names), n=1)
                 hint = f"did you mean '{{{close[0]}}}'?" if close else f"axes are: {', '.join(sorted(names))}"
-                raise self.fail(("prompt",), f"'{{{field}}}' is not an axis", hint)
+                raise self.fail(("prompt",), f"{_q('{' + name + '}')} is not an axis", hint)
+            if spec or conv:
+                written = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+                raise self.fail(("prompt",), f"{_q(written)} may not have a '!' conversion or ':' format spec",
+                                f"write just {_q('{' + name + '}')}; double a literal brace: '{{{{'")
         return template
 
     def picture(self, section: dict, path: tuple, base: Picture | None) -> Picture:
         """Picture settings from `section`; missing keys come from `base` (or the defaults)."""
         get = (lambda k: getattr(base, k)) if base else (lambda k: None)
-        model = self.model(section, path) if "model" in section else (base.model if base else None)
+        model = self.model(section, path) if section.get("model") is not None else (base.model if base else None)
         if model is None:
             model = "CompVis/ldm-text2im-large-256"
         scheduler = self.scheduler(section, path, base.scheduler if base else "default")
@@ -360,26 +384,36 @@ class _Reader:
     def model(self, section: dict, path: tuple) -> str:
         value = self.text(section, "model", path, None, empty_ok=False)
         mpath = path + ("model",)
-        looks_local = value.startswith((".", "/", "~")) or value.endswith((".safetensors",) + PICKLE_SUFFIXES)
-        candidate = (self.root / Path(value).expanduser()).resolve()
         if value.endswith(PICKLE_SUFFIXES):
-            raise self.fail(mpath, f"'{value}' is a pickle checkpoint, which can run code when loaded",
+            raise self.fail(mpath, f"{_q(value)} is a pickle checkpoint, which can run code when loaded",
                             "convert it to .safetensors (or a diffusers folder) and point model: at that")
-        if looks_local or candidate.exists():
-            if not candidate.exists():
-                raise self.fail(mpath, f"no such file or folder: {candidate}",
+        looks_local = value.startswith((".", "/", "~")) or value.endswith(".safetensors")
+        candidate = self.local(value)
+        if looks_local or _exists(candidate):
+            if not _exists(candidate):
+                raise self.fail(mpath, f"no such file or folder: {_q(candidate or value)}",
                                 "give a diffusers folder (with model_index.json), a .safetensors file, "
                                 "or a hub id like 'CompVis/ldm-text2im-large-256'")
-            if candidate.is_dir() and not (candidate / "model_index.json").is_file():
-                raise self.fail(mpath, f"{candidate} is not a diffusers pipeline folder (no model_index.json)",
-                                "point model: at the folder that `save_pretrained` wrote")
-            if candidate.is_file() and candidate.suffix != ".safetensors":
-                raise self.fail(mpath, f"{candidate} is not a .safetensors file")
+            try:  # a folder we may not read
+                if candidate.is_dir() and not (candidate / "model_index.json").is_file():
+                    raise self.fail(mpath, f"{_q(candidate)} is not a diffusers folder (no model_index.json)",
+                                    "point model: at the folder that `save_pretrained` wrote")
+                if not candidate.is_dir() and candidate.suffix != ".safetensors":
+                    raise self.fail(mpath, f"{_q(candidate)} is not a .safetensors file")
+            except OSError as err:
+                raise self.fail(mpath, f"cannot read {_q(candidate)}: {err.strerror}") from None
             return str(candidate)
-        if not HUB_ID.match(value) or ".." in value:
-            raise self.fail(mpath, f"'{value}' is neither a hub id nor an existing path",
+        if not HUB_ID.fullmatch(value) or ".." in value:
+            raise self.fail(mpath, f"{_q(value)} is neither a hub id nor an existing path",
                             "a hub id looks like 'owner/name'; a local model is a folder or a .safetensors file")
         return value
+
+    def local(self, value: str) -> Path | None:
+        """`value` as a path from prompts.yaml's folder; None where it cannot be one (a NUL byte, ~nobody)."""
+        try:
+            return (self.root / Path(value).expanduser()).resolve()
+        except (OSError, ValueError, RuntimeError):
+            return None
 
     def scheduler(self, section: dict, path: tuple, default: str) -> str:
         value = self.text(section, "scheduler", path, None, empty_ok=False)
@@ -390,7 +424,7 @@ class _Reader:
             close = difflib.get_close_matches(value.lower(), list(schedulers.KNOWN), n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(schedulers.KNOWN)}, or a " \
                                                                 "diffusers class name such as DDIMScheduler"
-            raise self.fail(path + ("scheduler",), f"unknown scheduler '{value}'", hint)
+            raise self.fail(path + ("scheduler",), f"unknown scheduler {_q(value)}", hint)
         return choice.name
 
     def scheduler_options(self, section: dict, path: tuple, default: tuple) -> tuple:
@@ -406,8 +440,8 @@ class _Reader:
         value = self.text(section, "pipeline", path, None, empty_ok=False)
         if value is None:
             return default
-        if value != "auto" and not re.match(r"^[A-Z][A-Za-z0-9]*Pipeline$", value):
-            raise self.fail(path + ("pipeline",), f"'{value}' is not a diffusers pipeline class name",
+        if value != "auto" and not re.fullmatch(r"[A-Z][A-Za-z0-9]*Pipeline", value):
+            raise self.fail(path + ("pipeline",), f"{_q(value)} is not a diffusers pipeline class name",
                             "use 'auto' (read from the model) or a class such as StableDiffusionXLPipeline")
         return value
 
@@ -421,11 +455,11 @@ class _Reader:
     def runtime(self, render: dict) -> Runtime:
         path = ("render",)
         device = self.text(render, "device", path, "auto", empty_ok=False)
-        if not DEVICE.match(device):
-            raise self.fail(path + ("device",), f"unknown device '{device}'", "use auto, cpu, cuda, cuda:N or mps")
+        if not DEVICE.fullmatch(device):
+            raise self.fail(path + ("device",), f"unknown device {_q(device)}", "use auto, cpu, cuda, cuda:N or mps")
         dtype = self.text(render, "dtype", path, "auto", empty_ok=False)
         if dtype.lower() not in DTYPES:
-            raise self.fail(path + ("dtype",), f"unknown dtype '{dtype}'", "use auto, float32, float16 or bfloat16")
+            raise self.fail(path + ("dtype",), f"unknown dtype {_q(dtype)}", "use auto, float32, float16 or bfloat16")
         batch = render.get("batch_size", "auto")
         if batch in ("auto", None):
             batch_size = None
@@ -437,7 +471,8 @@ class _Reader:
         if offload in (False, None, "none"):
             offload = "none"
         if offload not in ("none", "model", "sequential"):
-            raise self.fail(path + ("cpu_offload",), f"must be false, true, 'model' or 'sequential', got {offload!r}")
+            raise self.fail(path + ("cpu_offload",),
+                            f"must be false, true, 'model' or 'sequential', got {_got(offload)}")
         return Runtime(
             samples=self.integer(render, "samples", path, 4, 1, 10_000),
             seed=self.integer(render, "seed", path, 0, 0, 2**63 - 1),
@@ -456,10 +491,12 @@ class _Reader:
         cell = []
         for axis, fallback in zip(axes, default):
             key = chosen.get(axis.name, fallback)
+            if isinstance(key, TEXTLIKE) and not isinstance(key, bool):
+                key = self.as_written(path + (axis.name,), key)
             keys = [o.key for o in axis.options]
             if not isinstance(key, str) or key not in keys:
                 close = difflib.get_close_matches(str(key), keys, n=1)
-                raise self.fail(path + (axis.name,), f"'{key}' is not an option of axis '{axis.name}'",
+                raise self.fail(path + (axis.name,), f"{_q(key)} is not an option of axis '{axis.name}'",
                                 f"did you mean '{close[0]}'?" if close else f"options: {', '.join(keys)}")
             cell.append(key)
         return tuple(cell)
@@ -470,8 +507,8 @@ class _Reader:
                                           "default", "cover", "intro", "body"), "page settings")
         title = self.text(page, "title", path, "Prompt gallery", empty_ok=False)
         slug = self.text(page, "slug", path, None, empty_ok=False) or _slugify(title)
-        if not SAFE_KEY.match(slug):
-            raise self.fail(path + ("slug",), f"'{slug}' is not safe for file names and URLs",
+        if not SAFE_KEY.fullmatch(slug):
+            raise self.fail(path + ("slug",), f"{_q(slug)} is not safe for file names and URLs",
                             "use letters, digits, '_' and '-'")
         first = tuple(a.options[0].key for a in axes)
         default = self.cell(page.get("default"), path + ("default",), axes, first)
@@ -493,7 +530,7 @@ class _Reader:
         site = self.mapping(value, path, ("title", "description", "url", "baseurl"), "site settings")
         baseurl = self.text(site, "baseurl", path, "")
         if baseurl and (not baseurl.startswith("/") or baseurl.endswith("/")):
-            raise self.fail(path + ("baseurl",), f"'{baseurl}' must start with '/' and not end with one",
+            raise self.fail(path + ("baseurl",), f"{_q(baseurl)} must start with '/' and not end with one",
                             "for https://user.github.io/repo/ write baseurl: /repo")
         return Site(
             title=self.text(site, "title", path, page.title, empty_ok=False),
@@ -504,12 +541,39 @@ class _Reader:
 
     def folder(self, paths: dict, key: str, default: str) -> Path:
         value = self.text(paths, key, ("paths",), default, empty_ok=False)
-        return (self.root / Path(value).expanduser()).resolve()
+        folder, hint = self.local(value), "give a folder, relative to prompts.yaml"
+        if folder is None:
+            raise self.fail(("paths", key), f"{_q(value)} is not a usable path", hint)
+        if _exists(folder) and not folder.is_dir():
+            raise self.fail(("paths", key), f"{_q(folder)} is a file, not a folder", hint)
+        return folder
 
 
 def _slugify(text: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:64]
     return slug or "gallery"
+
+
+def _exists(path: Path | None) -> bool:
+    try:
+        return path is not None and path.exists()
+    except (OSError, ValueError):  # a name too long for the file system
+        return False
+
+
+def _q(value: Any, limit: int = 100) -> str:
+    """A user's value quoted for a message: on one line, and not too long."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"'{text}'" if text.isprintable() else ascii(text)
+
+
+def _got(value: Any) -> str:
+    """What a wrong value is, for 'must be X, got ...': its kind, and the value itself when it is a scalar."""
+    if isinstance(value, (dict, list)) or value is None:
+        return _kind(value)
+    return f"{_kind(value)} {_q(value) if isinstance(value, str) else str(value)[:60]}"
 
 
 def _kind(value: Any) -> str:
