@@ -75,7 +75,6 @@ class Renderer:
                 pipe = self.pipeline(picture)
                 kwargs = self._call_kwargs(pipe, picture, group)
                 batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
-                report.batch_size = max(report.batch_size, batch)
                 i = 0
                 while i < len(group):
                     chunk = group[i : i + batch]
@@ -106,6 +105,7 @@ class Renderer:
                     if progress is not None:
                         progress.update(len(chunk))
                     report.rendered += len(chunk)
+                    report.batch_size = max(report.batch_size, len(chunk))  # what was used, not what was set
                     i += len(chunk)
             _drain(pending, block=True)
         report.seconds = time.perf_counter() - started
