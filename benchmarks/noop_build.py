@@ -12,7 +12,6 @@ converts every image, and a second build with nothing to do).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import statistics

@@ -97,7 +97,7 @@ def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
     if "prompt" not in inspect.signature(pipe.__call__).parameters:
         raise ModelLoadError(f"{type(pipe).__name__} loaded from '{picture.model}' is not a text-to-image "
                              "pipeline (its __call__ takes no prompt); choose a text-to-image model")
-    _set_scheduler(pipe, picture, diffusers)
+    set_scheduler(pipe, picture, diffusers)
     pipe.set_progress_bar_config(disable=True)
     if runtime.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
         pipe.enable_attention_slicing()
@@ -186,15 +186,21 @@ def _offline_message(picture: Picture) -> str:
               "folder or .safetensors file.")
 
 
-def _set_scheduler(pipe, picture: Picture, diffusers) -> None:
+def set_scheduler(pipe, picture: Picture, diffusers) -> None:
+    """Give `pipe` the scheduler `picture` asks for, always derived from the model's own one
+    (kept aside at first use), so one cell's choice never leaks into the next."""
+    if not hasattr(pipe, "_gallery_model_scheduler"):
+        pipe._gallery_model_scheduler = pipe.scheduler
+    own = pipe._gallery_model_scheduler
     choice = schedulers.resolve(picture.scheduler)
     options = dict(choice.options + picture.scheduler_options)
     if choice.cls is None and not options:
+        pipe.scheduler = own
         return
-    cls = getattr(diffusers, choice.cls, None) if choice.cls else type(pipe.scheduler)
+    cls = getattr(diffusers, choice.cls, None) if choice.cls else type(own)
     if cls is None:
         raise ModelLoadError(f"diffusers {diffusers.__version__} has no scheduler class '{choice.cls}'")
-    pipe.scheduler = cls.from_config(pipe.scheduler.config, **options)
+    pipe.scheduler = cls.from_config(own.config, **options)
 
 
 def _explain_load_failure(picture: Picture, err: Exception) -> str:

@@ -60,7 +60,7 @@ class Renderer:
         pipe = self._pipes[ident]
         import diffusers
 
-        loading._set_scheduler(pipe, picture, diffusers)
+        loading.set_scheduler(pipe, picture, diffusers)
         return pipe
 
     def render(self, jobs: Sequence[Job], cache: Cache, progress=None) -> RenderReport:

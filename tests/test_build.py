@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from conftest import REPO, files_under, write_prompts
+from conftest import files_under, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -217,3 +216,17 @@ def test_site_drops_images_that_left_the_matrix(tmp_path, tiny_sd):
     assert not (site / "assets/img/tiny-test/cat").exists()
     assert list((site / "assets/img/tiny-test/dog/ink").glob("*.webp"))
     assert len(cache_entries(prompts)) == 8  # the cache keeps everything; only the site forgets
+
+
+def test_each_cell_gets_its_own_scheduler(tmp_path, tiny_sd):
+    prompts = small_project(tmp_path, tiny_sd, axes='''subject: {dog: a dog}
+          style: {oil: {prompt: oil, render: {scheduler: euler_a}}, ink: ink, clay: {prompt: clay, render: {scheduler: dpm++_2m_karras}}}''')
+    assert main(["render", "-c", str(prompts)]) == 0
+    config = load_config(prompts)
+    made = {}
+    for side in (config.cache_dir / "images").rglob("*.json"):
+        data = json.loads(side.read_text())
+        made[data["cell"][1]] = data["made"]["scheduler"]
+    # "ink" keeps the model's own scheduler, whatever rendered before it
+    assert made == {"oil": "EulerAncestralDiscreteScheduler", "ink": "DDIMScheduler",
+                    "clay": "DPMSolverMultistepScheduler"}
