@@ -37,20 +37,28 @@ def cell_path(plan: Plan, cell: Cell) -> str:
     return f"{image_dir(plan)}/{cell.path}/cell.json"
 
 
-def settings_of(cell: Cell) -> dict:
+def settings_of(cell: Cell, made_with: str | None = None) -> dict:
+    """The cell's recipe for the lightbox; `made_with` names the model's own scheduler class when
+    the config left the scheduler at 'default' (the sidecars record it)."""
     p = cell.picture
-    return {"model": p.model_name, "scheduler": schedulers.resolve(p.scheduler).label, "steps": p.steps,
+    scheduler = schedulers.resolve(p.scheduler).label
+    if p.scheduler == "default" and made_with:
+        scheduler = made_with.removesuffix("Scheduler")
+    return {"model": p.model_name, "scheduler": scheduler, "steps": p.steps,
             "guidance": p.guidance, "width": p.width, "height": p.height}
 
 
-def build_cell(plan: Plan, cell: Cell, available: set[str]) -> dict:
+def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, dict] | None = None) -> dict:
     images = []
     tw, th = thumb_size(cell.picture.width, cell.picture.height)
     for job in cell.jobs:
         if job.key in available:
             thumb, full = web_paths(plan, cell, job)
             images.append({"sample": job.sample, "seed": job.seed, "thumb": thumb, "full": full})
-    return {"prompt": cell.prompt, "negative_prompt": cell.picture.negative_prompt, "settings": settings_of(cell),
+    made = [entries[j.key].get("made", {}) for j in cell.jobs if entries and j.key in entries and j.key in available]
+    made_with = made[0].get("scheduler") if made else None
+    return {"prompt": cell.prompt, "negative_prompt": cell.picture.negative_prompt,
+            "settings": settings_of(cell, made_with),
             "thumb_size": [tw, th], "full_size": [cell.picture.width, cell.picture.height], "images": images}
 
 

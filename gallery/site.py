@@ -108,7 +108,7 @@ def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standa
     report.images = len(webs)
 
     index = manifest_mod.build_index(plan)
-    cells = {cell.path: manifest_mod.build_cell(plan, cell, available) for cell in plan.cells}
+    cells = {cell.path: manifest_mod.build_cell(plan, cell, available, entries) for cell in plan.cells}
     cover_images = cells["/".join(config.page.cover)]["images"]
     cover = manifest_mod.cover_path(plan) if cover_images else None
     files = _page_files(plan, index, cells, cover, environment(config.templates_dir), standalone)

@@ -75,6 +75,7 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     ink = cells["dog/ink"]
     assert ink["prompt"] == "a dog ink drawing" and len(ink["images"]) == 2
     assert ink["settings"]["guidance"] == 3.0 and ink["thumb_size"] == [64, 64]
+    assert ink["settings"]["scheduler"] == "DDIM"  # the model's own, as its sidecars record
     for cell in cells.values():
         for image in cell["images"]:
             assert Image.open(site / image["thumb"]).format == "WEBP"
