@@ -94,8 +94,13 @@ def run_plan(args) -> int:
 
 def run_render(args) -> int:
     config, plan, cache, memo = _load(args)
-    rejected = _render(config, plan, cache, args.yes)
+    entries = cache.whole_entries(plan.keys)
+    rejected = _render(config, plan, cache, args.yes, entries)
     memo.save()
+    from gallery.workers import this_process
+
+    if this_process().alone:  # many processes: the upscale stage runs once, with `gallery build`
+        _upscale(plan, cache, entries)
     return 1 if rejected else 0
 
 
@@ -115,9 +120,10 @@ def run_build(args) -> int:
     config, plan, cache, memo = _load(args)
     if args.into is not None and not (args.into / "_config.yml").is_file():
         raise GalleryError(f"--into {args.into}: no _config.yml there; point it at the root of a Jekyll site")
-    entries = cache.whole_entries(job.key for job in plan.jobs)
+    entries = cache.whole_entries(plan.keys)
     rejected = _render(config, plan, cache, args.yes, entries)
     memo.save()  # after rendering, so a model that fails to load leaves nothing behind
+    _upscale(plan, cache, entries)
     _site(config, plan, cache, args.into, entries)
     return 1 if rejected else 0
 
@@ -126,14 +132,16 @@ def run_verify(args) -> int:
     from gallery.plan import recipe_key
 
     config, plan, cache, _ = _load(args)
+    entries = [(job, job.key, "") for job in plan.jobs]
+    entries += [(u.source, u.key, " (upscaled)") for u in plan.upscales.values()]
     with cache.locked(on_wait=_say_waiting):
-        problems = [(job, cache.check(job.key, recipe_key)) for job in plan.jobs]
-        broken = [(job, what) for job, what in problems if what not in (None, "missing")]
-        missing = sum(what == "missing" for _, what in problems)
-        for job, what in broken:
-            print(f"verify: {'/'.join(job.cell)} sample {job.sample}: {what} ({job.key[:12]})")
-            cache.set_aside(job.key)
-    good = len(plan.jobs) - len(broken) - missing
+        problems = [(job, key, what, cache.check(key, recipe_key)) for job, key, what in entries]
+        broken = [p for p in problems if p[3] not in (None, "missing")]
+        missing = sum(p[3] == "missing" for p in problems)
+        for job, key, what, fault in broken:
+            print(f"verify: {'/'.join(job.cell)} sample {job.sample}{what}: {fault} ({key[:12]})")
+            cache.set_aside(key)
+    good = len(entries) - len(broken) - missing
     print(f"verify: {good} good, {len(broken)} broken, {missing} not rendered yet")
     if broken:
         print(f"verify: broken entries moved to {cache.quarantine}; `gallery build` renders them again")
@@ -144,7 +152,7 @@ def run_verify(args) -> int:
 def run_prune(args) -> int:
     config, plan, cache, _ = _load(args)
     with cache.locked(on_wait=_say_waiting):
-        stale = sorted(cache.keys() - {job.key for job in plan.jobs})
+        stale = sorted(cache.keys() - set(plan.keys))
         freed = 0
         for key in stale:
             if args.delete:
@@ -237,6 +245,24 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict |
         print(f"render: {len(report.rejected)} images came out unusable and were not cached; the page leaves them "
               "out, and the next build tries them again", file=sys.stderr)
     return len(report.rejected)
+
+
+def _upscale(plan: Plan, cache: Cache, entries: dict) -> None:
+    """The optional stage after rendering; like rendering, only what is missing."""
+    if not plan.upscales:
+        return
+    from tqdm import tqdm
+
+    from gallery import upscale
+
+    todo = upscale.missing(plan, entries)
+    if not todo:
+        return
+    with cache.locked(on_wait=_say_waiting):
+        with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
+            upscale.run(plan, cache, todo, bar)
+    entries.update(cache.whole_entries(u.key for u in todo))
+    print(f"upscale: {len(todo)} images ({plan.config.upscale.label})")
 
 
 def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None, entries: dict | None = None) -> None:

@@ -106,6 +106,23 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Upscale:
+    """The optional stage after rendering (the original page's step 5)."""
+
+    upscaler: str  # "lanczos"
+    factor: int | None  # 2x, 4x ...
+    size: int | None  # or a target size for the long side, in pixels
+
+    @property
+    def label(self) -> str:
+        name = UPSCALERS[self.upscaler]
+        return f"{name} {self.factor}x" if self.factor else f"{name} to {self.size}px"
+
+
+UPSCALERS = {"lanczos": "Lanczos"}  # name in prompts.yaml -> what the page and the PNG call it
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     axes: tuple[Axis, ...]
@@ -118,6 +135,7 @@ class Config:
     site_dir: Path
     templates_dir: Path
     max_images: int
+    upscale: Upscale | None = None
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def line(self, key: str) -> int | None:
@@ -139,7 +157,7 @@ PICTURE_KEYS = ("model", "revision", "pipeline", "scheduler", "scheduler_options
                 "width", "height", "negative_prompt")
 RUNTIME_KEYS = ("samples", "seed", "device", "dtype", "batch_size", "attention_slicing", "vae_tiling",
                 "cpu_offload")
-TOP_KEYS = ("page", "site", "prompt", "render", "axes", "paths", "limits")
+TOP_KEYS = ("page", "site", "prompt", "render", "upscale", "axes", "paths", "limits")
 
 
 def load_config(path: str | Path) -> Config:
@@ -264,11 +282,28 @@ class _Reader:
             site_dir=self.folder(paths, "site", "site"),
             templates_dir=self.folder(paths, "templates", "templates"),
             max_images=self.integer(limits, "max_images", ("limits",), 10_000, 1, 10**9),
+            upscale=self.upscale(top.get("upscale")),
             key_lines={dotted(p): line for p, line in self.doc.lines.items() if p},
         )
         if runtime.seed + runtime.samples > 2**63:
             raise self.fail(("render", "seed"), "seed + samples must stay below 2**63")
         return config
+
+    def upscale(self, value: Any) -> Upscale | None:
+        path = ("upscale",)
+        section = self.mapping(value, path, ("upscaler", "factor", "size"), "upscale settings")
+        name = self.text(section, "upscaler", path, "none", empty_ok=False).lower()
+        if name == "none":
+            return None
+        if name not in UPSCALERS:
+            raise self.fail(path + ("upscaler",), f"unknown upscaler {_q(name)}",
+                            f"available: none, {', '.join(UPSCALERS)} (model upscalers such as Real-ESRGAN are "
+                            "not built in yet)")
+        if "factor" in section and "size" in section:
+            raise self.fail(path + ("size",), "give either factor or size, not both")
+        size = self.integer(section, "size", path, None, 64, 8192)
+        factor = None if size else self.integer(section, "factor", path, 2, 2, 8)
+        return Upscale(name, factor, size)
 
     def axes(self, value: Any) -> tuple[Axis, ...]:
         axes_map = self.mapping(value, ("axes",), None, "axes")

@@ -7,7 +7,8 @@ file per cell (prompt, settings, images), so a first view costs kilobytes howeve
 from __future__ import annotations
 
 from gallery import schedulers
-from gallery.plan import Cell, Job, Plan
+from gallery.config import Upscale
+from gallery.plan import Cell, Job, Plan, output_size
 from gallery.webimages import thumb_size
 
 MANIFEST_VERSION = 1
@@ -28,7 +29,7 @@ def cover_path(plan: Plan) -> str:
 
 def web_paths(plan: Plan, cell: Cell, job: Job) -> tuple[str, str]:
     """(thumbnail, full-size) paths of a job's web copies; the key in the name busts caches."""
-    stem = f"{image_dir(plan)}/{cell.path}/{job.sample:02d}-{job.key[:12]}"
+    stem = f"{image_dir(plan)}/{cell.path}/{job.sample:02d}-{plan.published_key(job)[:12]}"
     return f"{stem}-thumb.webp", f"{stem}-full.webp"
 
 
@@ -37,20 +38,24 @@ def cell_path(plan: Plan, cell: Cell) -> str:
     return f"{image_dir(plan)}/{cell.path}/cell.json"
 
 
-def settings_of(cell: Cell, made_with: str | None = None) -> dict:
+def settings_of(cell: Cell, upscale: Upscale | None = None, made_with: str | None = None) -> dict:
     """The cell's recipe for the lightbox; `made_with` names the model's own scheduler class when
     the config left the scheduler at 'default' (the sidecars record it)."""
     p = cell.picture
     scheduler = schedulers.resolve(p.scheduler).label
     if p.scheduler == "default" and made_with:
         scheduler = made_with.removesuffix("Scheduler")
-    return {"model": p.model_name, "scheduler": scheduler, "steps": p.steps,
-            "guidance": p.guidance, "width": p.width, "height": p.height}
+    settings = {"model": p.model_name, "scheduler": scheduler, "steps": p.steps,
+                "guidance": p.guidance, "width": p.width, "height": p.height}
+    if upscale:
+        settings["upscaler"] = upscale.label
+    return settings
 
 
 def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, dict] | None = None) -> dict:
     images = []
-    tw, th = thumb_size(cell.picture.width, cell.picture.height)
+    size = output_size(cell.picture, plan.config.upscale)
+    tw, th = thumb_size(*size)
     for job in cell.jobs:
         if job.key in available:
             thumb, full = web_paths(plan, cell, job)
@@ -58,8 +63,8 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
     made = [entries[j.key].get("made", {}) for j in cell.jobs if entries and j.key in entries and j.key in available]
     made_with = made[0].get("scheduler") if made else None
     return {"prompt": cell.prompt, "negative_prompt": cell.picture.negative_prompt,
-            "settings": settings_of(cell, made_with),
-            "thumb_size": [tw, th], "full_size": [cell.picture.width, cell.picture.height], "images": images}
+            "settings": settings_of(cell, plan.config.upscale, made_with),
+            "thumb_size": [tw, th], "full_size": list(size), "images": images}
 
 
 def build_index(plan: Plan) -> dict:

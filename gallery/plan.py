@@ -6,11 +6,11 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from gallery import schedulers
-from gallery.config import Axis, Config, Picture
+from gallery.config import Axis, Config, Picture, Upscale
 
 # Bump when the meaning of a key changes; old cache entries then simply stop matching.
 KEY_FORMAT = 1
@@ -45,9 +45,33 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class UpscaleJob:
+    """The optional second stage for one image: its key follows from the source's key and the
+    upscaler, so changing the upscaler re-runs only this stage."""
+
+    source: Job
+    upscale: Upscale
+    key: str
+
+    @property
+    def recipe(self) -> dict:
+        return upscale_recipe(self.source.key, self.upscale)
+
+
+@dataclass(frozen=True)
 class Plan:
     config: Config
     cells: tuple[Cell, ...]
+    upscales: Mapping[str, UpscaleJob] = field(default_factory=dict)  # by source key; empty: no upscaling
+
+    @property
+    def keys(self) -> list[str]:
+        """Every cache key the plan needs: renders, and upscales if any."""
+        return [job.key for job in self.jobs] + [u.key for u in self.upscales.values()]
+
+    def published_key(self, job: Job) -> str:
+        """The cache entry whose picture the page shows for `job`: the upscaled one if any."""
+        return self.upscales[job.key].key if self.upscales else job.key
 
     @property
     def jobs(self) -> tuple[Job, ...]:
@@ -85,7 +109,28 @@ def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> P
             for i in range(config.runtime.samples)
         )
         cells.append(Cell(keys, prompt, picture, jobs))
-    return Plan(config, tuple(cells))
+    upscales = {}
+    if config.upscale:
+        for cell in cells:
+            for job in cell.jobs:
+                upscales[job.key] = UpscaleJob(job, config.upscale, recipe_key(upscale_recipe(job.key, config.upscale)))
+    return Plan(config, tuple(cells), upscales)
+
+
+def upscale_recipe(source_key: str, upscale: Upscale) -> dict:
+    return {"format": KEY_FORMAT, "source": source_key, "upscaler": upscale.upscaler, "factor": upscale.factor,
+            "size": upscale.size}
+
+
+def output_size(picture: Picture, upscale: Upscale | None) -> tuple[int, int]:
+    """The size of the picture the page shows: the render's, or the upscaled one."""
+    w, h = picture.width, picture.height
+    if upscale is None:
+        return w, h
+    if upscale.factor:
+        return w * upscale.factor, h * upscale.factor
+    scale = upscale.size / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def build_prompt(config: Config, axes: tuple[Axis, ...], options) -> str:

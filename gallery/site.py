@@ -86,8 +86,9 @@ def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standa
     out = site_dir or config.site_dir
     report = SiteReport()
     if entries is None:
-        entries = cache.whole_entries(job.key for job in plan.jobs)
-    available = {job.key for job in plan.jobs if job.key in entries}
+        entries = cache.whole_entries(plan.keys)
+    shown = {job.key: plan.published_key(job) for job in plan.jobs}  # the render, or its upscale
+    available = {key for key, published in shown.items() if published in entries}
     report.missing = len(plan.jobs) - len(available)
     image_dir = out / manifest_mod.image_dir(plan)
     _check_ownership(out, _page_file_names(plan, standalone), image_dir)
@@ -98,13 +99,14 @@ def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standa
         for job in cell.jobs:
             if job.key in available:
                 thumb, full = manifest_mod.web_paths(plan, cell, job)
-                webs.append(WebImage(job.key, cache.png_path(job.key), entries[job.key]["png"]["sha256"],
+                published = shown[job.key]
+                webs.append(WebImage(published, cache.png_path(published), entries[published]["png"]["sha256"],
                                      out / thumb, out / full))
     todo = [w for w in webs if str(w.thumb) not in existing or str(w.full) not in existing]
     report.converted, refused = derive(todo)
     report.refused = len(refused)
-    available -= refused
-    webs = [w for w in webs if w.key in available]
+    available = {key for key in available if shown[key] not in refused}
+    webs = [w for w in webs if w.key not in refused]
     report.images = len(webs)
 
     index = manifest_mod.build_index(plan)

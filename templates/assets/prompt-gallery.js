@@ -159,6 +159,7 @@
       if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
       rows.push(row("Seed", image.seed), row("Steps", s.steps), row("Guidance", s.guidance),
         row("Scheduler", s.scheduler), row("Size", s.width + "\u00d7" + s.height), row("Model", s.model));
+      if (s.upscaler) rows.push(row("Upscaled", s.upscaler + " to " + cell.full_size[0] + "\u00d7" + cell.full_size[1]));
       recipe.replaceChildren.apply(recipe, [].concat.apply([], rows));
     }
 

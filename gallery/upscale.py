@@ -1,0 +1,67 @@
+"""The optional upscale stage: cached renders -> upscaled entries in the same cache.
+
+Each upscaled image is an entry of its own, keyed by the source image's key and the upscaler
+(see plan.UpscaleJob), written like a render (PNG with its recipe, then the sidecar). Lanczos
+(Pillow) needs no model; the work goes to worker processes because Pillow holds the GIL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image
+
+from gallery import metadata
+from gallery.cache import Cache
+from gallery.plan import Plan, UpscaleJob, output_size
+
+
+def missing(plan: Plan, entries: dict[str, dict]) -> list[UpscaleJob]:
+    """Upscale jobs whose source is rendered and whose result is not cached yet."""
+    return [u for job in plan.jobs if (u := plan.upscales.get(job.key)) and job.key in entries
+            and u.key not in entries]
+
+
+def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> None:
+    work = [_task(cache, u) for u in todo]
+    workers = os.cpu_count() or 1
+    if len(work) < 16 or workers == 1:
+        for task in work:
+            _upscale(task)
+            if progress is not None:
+                progress.update(1)
+        return
+    context = multiprocessing.get_context("spawn")  # the parent may hold a CUDA context
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for _ in pool.map(_upscale, work, chunksize=4):
+            if progress is not None:
+                progress.update(1)
+
+
+def _task(cache: Cache, u: UpscaleJob) -> dict:
+    job = u.source
+    parameters = metadata.a1111_parameters(job.recipe, job.picture.model_name)
+    scale = u.upscale.factor or round(u.upscale.size / max(job.picture.width, job.picture.height), 3)
+    return {
+        "root": str(cache.root), "source": str(cache.png_path(job.key)), "key": u.key,
+        "size": output_size(job.picture, u.upscale), "recipe": u.recipe,
+        # A1111 writes its "hires" upscale on the settings line
+        "parameters": f"{parameters}, Hires upscale: {scale}, Hires upscaler: {u.upscale.label}",
+        "sidecar": {"key": u.key, "source": job.key, "cell": list(job.cell), "sample": job.sample,
+                    "recipe": u.recipe, "source_recipe": job.recipe, "upscaler": u.upscale.label},
+    }
+
+
+def _upscale(task: dict) -> None:
+    with Image.open(task["source"]) as source:
+        image = source.convert("RGB").resize(tuple(task["size"]), Image.LANCZOS)
+    png = metadata.encode_png(image, task["parameters"], task["recipe"])
+    sidecar = dict(task["sidecar"], made={"created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                   png={"sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png),
+                        "width": image.width, "height": image.height})
+    Cache(Path(task["root"])).put(task["key"], png, sidecar)
