@@ -7,8 +7,6 @@ CONFIG ?= prompts.yaml
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: setup build plan render site verify prune serve publish screenshot test
-
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
@@ -23,29 +21,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
-build: setup
-	$(BIN)/gallery build --config $(CONFIG)
-
-plan: setup
-	$(BIN)/gallery plan --config $(CONFIG)
-
-render: setup
-	$(BIN)/gallery render --config $(CONFIG)
-
-site: setup
-	$(BIN)/gallery site --config $(CONFIG)
-
-verify: setup
-	$(BIN)/gallery verify --config $(CONFIG)
-
-prune: setup
-	$(BIN)/gallery prune --config $(CONFIG)
-
-serve: setup
-	$(BIN)/gallery serve --config $(CONFIG)
-
-publish: setup
-	$(BIN)/gallery publish --config $(CONFIG)
+# Each of these is the `gallery` command of the same name on $(CONFIG).
+COMMANDS := build plan render site verify prune serve publish
+.PHONY: setup $(COMMANDS) screenshot test
+$(COMMANDS): setup
+	$(BIN)/gallery $@ --config $(CONFIG)
 
 screenshot: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshot.py --config $(CONFIG) --out docs/screenshot.png

@@ -114,8 +114,7 @@ def store(cache: Cache, job: Job) -> None:
     png = metadata.encode_png(image, metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
     sidecar = {"key": job.key, "cell": list(job.cell), "sample": job.sample, "recipe": recipe,
                "model_name": job.picture.model_name, "made": {"device": "benchmark: photo crop"},
-               "png": {"sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png),
-                       "width": image.width, "height": image.height}}
+               "png": {"width": image.width, "height": image.height}}  # put() adds its hash and size
     cache.put(job.key, png, sidecar)
 
 

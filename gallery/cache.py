@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
+from gallery.errors import CacheWriteError
 from gallery.fsutil import TEMP_PREFIX, atomic_write_bytes
 
 LOCK_NAME = "build.lock"
@@ -47,18 +48,14 @@ class Cache:
     def has(self, key: str) -> bool:
         """A whole entry: both files, a sidecar that names this key, a PNG of the recorded size.
         Cheap (a stat and a small JSON) so a fully cached build stays fast; `verify` goes deeper."""
-        try:
-            side = self.sidecar(key)
-            return side.get("key") == key and self.png_path(key).stat().st_size == side["png"]["bytes"]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return False
+        return key in self.whole_entries([key])
 
     def missing(self, jobs: Iterable) -> list:
         whole = self.whole_entries(job.key for job in jobs)
         return [job for job in jobs if job.key not in whole]
 
     def whole_entries(self, keys: Iterable[str]) -> dict[str, dict]:
-        """key -> sidecar of every whole entry among `keys` (the check `has` makes, for many keys).
+        """key -> sidecar of every whole entry among `keys` (see `has`).
         Plain string paths: for thousands of entries pathlib's overhead would dominate."""
         root = str(self.images)
         whole = {}
@@ -74,9 +71,16 @@ class Cache:
         return whole
 
     def put(self, key: str, png: bytes, sidecar: dict) -> None:
-        atomic_write_bytes(self.png_path(key), png, durable=True)
-        atomic_write_bytes(self.sidecar_path(key), (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
-                           .encode("utf-8"), durable=True)
+        """Store an entry; the sidecar gets the PNG's SHA-256 and size, which `has` and `verify` check."""
+        sidecar = dict(sidecar, png={**sidecar.get("png", {}), "sha256": hashlib.sha256(png).hexdigest(),
+                                     "bytes": len(png)})
+        try:
+            atomic_write_bytes(self.png_path(key), png, durable=True)
+            atomic_write_bytes(self.sidecar_path(key), (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
+                               .encode("utf-8"), durable=True)
+        except OSError as err:  # disk full, read-only, permissions: the temp file is already gone
+            raise CacheWriteError(f"cannot write to the cache at {self.root}: {err.strerror or err}. Free space or "
+                                  "fix permissions and run again; every image finished before this is kept") from None
 
     def sidecar(self, key: str) -> dict:
         return json.loads(self.sidecar_path(key).read_text(encoding="utf-8"))
@@ -121,13 +125,14 @@ class Cache:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(path), folder / path.name)
 
+    def entry_bytes(self, key: str) -> int:
+        return sum(p.stat().st_size for p in (self.png_path(key), self.sidecar_path(key)) if p.exists())
+
     def remove(self, key: str) -> int:
         """Delete an entry; return the bytes freed."""
-        freed = 0
+        freed = self.entry_bytes(key)
         for path in (self.png_path(key), self.sidecar_path(key)):
-            if path.exists():
-                freed += path.stat().st_size
-                path.unlink()
+            path.unlink(missing_ok=True)
         return freed
 
     def clean_temp_files(self) -> int:

@@ -105,6 +105,7 @@ def run_render(args) -> int:
 
 
 def run_site(args) -> int:
+    _check_into(args.into)
     config, plan, cache, memo = _load(args)
     _site(config, plan, cache, args.into)
     memo.save()
@@ -117,9 +118,8 @@ def run_build(args) -> int:
     if not this_process().alone:
         raise GalleryError("`gallery build` runs as one process; launch the rendering on many with "
                            "`accelerate launch ... -m gallery render`, then run `gallery site`")
+    _check_into(args.into)  # before rendering, not after it
     config, plan, cache, memo = _load(args)
-    if args.into is not None and not (args.into / "_config.yml").is_file():
-        raise GalleryError(f"--into {args.into}: no _config.yml there; point it at the root of a Jekyll site")
     entries = cache.whole_entries(plan.keys)
     rejected = _render(config, plan, cache, args.yes, entries)
     memo.save()  # after rendering, so a model that fails to load leaves nothing behind
@@ -158,7 +158,7 @@ def run_prune(args) -> int:
             if args.delete:
                 freed += cache.remove(key)
             else:
-                freed += sum(p.stat().st_size for p in (cache.png_path(key), cache.sidecar_path(key)) if p.exists())
+                freed += cache.entry_bytes(key)
     verb = "removed" if args.delete else "would remove"
     print(f"prune: {verb} {len(stale)} entries no longer in the plan ({freed / 1e6:.1f} MB)"
           + ("" if args.delete or not stale else "; run `gallery prune --delete` to do it"))
@@ -200,11 +200,9 @@ def run_serve(args) -> int:
     return 0
 
 
-def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict | None = None) -> int:
+def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict) -> int:
     """Render what is missing; return how many images came out unusable (not cached).
     `entries` (the whole entries found before) is brought up to date with what was rendered."""
-    if entries is None:
-        entries = cache.whole_entries(job.key for job in plan.jobs)
     missing = [job for job in plan.jobs if job.key not in entries]
     if not missing:
         print(f"render: all {len(plan.jobs)} images are cached")
@@ -265,11 +263,14 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> None:
     print(f"upscale: {len(todo)} images ({plan.config.upscale.label})")
 
 
+def _check_into(into: Path | None) -> None:
+    if into is not None and not (into / "_config.yml").is_file():
+        raise GalleryError(f"--into {into}: no _config.yml there; point it at the root of a Jekyll site")
+
+
 def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None, entries: dict | None = None) -> None:
     from gallery.site import build_site
 
-    if into is not None and not (into / "_config.yml").is_file():
-        raise GalleryError(f"--into {into}: no _config.yml there; point it at the root of a Jekyll site")
     started = time.perf_counter()
     report = build_site(plan, cache, into, standalone=into is None, entries=entries)
     print(f"site: {report.images} images on the page ({report.converted} converted), {report.files_written} "

@@ -41,3 +41,7 @@ class ModelLoadError(GalleryError):
 
 class RenderError(GalleryError):
     """Rendering failed in a way the user must fix (e.g. out of memory at batch size 1)."""
+
+
+class CacheWriteError(GalleryError):
+    """The cache cannot be written (disk full, read-only, permissions); nothing half-written is left."""

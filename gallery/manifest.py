@@ -60,8 +60,8 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
         if job.key in available:
             thumb, full = web_paths(plan, cell, job)
             images.append({"sample": job.sample, "seed": job.seed, "thumb": thumb, "full": full})
-    made = [entries[j.key].get("made", {}) for j in cell.jobs if entries and j.key in entries and j.key in available]
-    made_with = made[0].get("scheduler") if made else None
+    made_with = next((entries[j.key].get("made", {}).get("scheduler") for j in cell.jobs
+                      if entries and j.key in entries and j.key in available), None)
     return {"prompt": cell.prompt, "negative_prompt": cell.picture.negative_prompt,
             "settings": settings_of(cell, plan.config.upscale, made_with),
             "thumb_size": [tw, th], "full_size": list(size), "images": images}

@@ -7,7 +7,6 @@ PNG encoding and cache writes run in a worker thread while the next batch render
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -206,14 +205,9 @@ def _store(cache: Cache, job: Job, array, made: dict) -> None:
         "recipe": recipe,
         "model_name": job.picture.model_name,
         "made": dict(made, created=datetime.now(timezone.utc).isoformat(timespec="seconds")),
-        "png": {"sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png),
-                "width": image.width, "height": image.height},
+        "png": {"width": image.width, "height": image.height},
     }
-    try:
-        cache.put(job.key, png, sidecar)
-    except OSError as err:  # disk full, read-only, permissions: the temp file is already gone
-        raise RenderError(f"cannot write to the cache at {cache.root}: {err.strerror or err}. Free space or fix "
-                          "permissions and run again; every image finished before this is kept") from None
+    cache.put(job.key, png, sidecar)
 
 
 def _drain(pending: list[Future], *, block: bool) -> list[Future]:

@@ -72,7 +72,6 @@ def environment(templates_dir: Path) -> Environment:
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["url_path"] = url_path
-    env.filters["json_attr"] = lambda v: liquid_safe(json.dumps(v, ensure_ascii=False))
     return env
 
 
@@ -91,7 +90,7 @@ def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standa
     available = {key for key, published in shown.items() if published in entries}
     report.missing = len(plan.jobs) - len(available)
     image_dir = out / manifest_mod.image_dir(plan)
-    _check_ownership(out, _page_file_names(plan, standalone), image_dir)
+    _check_ownership(out, list(_page_templates(plan, standalone)), image_dir)
     existing = _files_under(image_dir)
 
     webs = []
@@ -134,12 +133,22 @@ def _files_under(folder: Path) -> set[str]:
     return {os.path.join(d, f) for d, _, names in os.walk(folder) for f in names}
 
 
-def _page_file_names(plan: Plan, standalone: bool) -> list[str]:
-    slug = plan.config.page.slug
-    names = [f"_projects/{slug}.md", f"_includes/prompt_gallery/{slug}/gallery.html",
-             "assets/js/prompt-gallery.js", "assets/css/prompt-gallery.css"]
-    names += [f"_includes/prompt_gallery/{slug}/select-{axis.name}.html" for axis in plan.config.axes]
-    return names + (list(STANDALONE_FILES) if standalone else [])
+def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]:
+    """Each page file this tool writes (outside its image folder): path -> (template, extra context).
+    The one list of them, read both to check ownership and to render."""
+    config = plan.config
+    include_dir = f"_includes/prompt_gallery/{config.page.slug}"
+    files = {
+        f"_projects/{config.page.slug}.md": ("page.md", {}),
+        f"{include_dir}/gallery.html": ("gallery.html", {}),
+        "assets/js/prompt-gallery.js": ("assets/prompt-gallery.js", {}),
+        "assets/css/prompt-gallery.css": ("assets/prompt-gallery.css", {}),
+    }
+    for axis, selected in zip(config.axes, config.page.default):
+        files[f"{include_dir}/select-{axis.name}.html"] = ("select.html", {"axis": axis, "selected": selected})
+    if standalone:
+        files.update({name: (f"site/{name}", {}) for name in STANDALONE_FILES})
+    return files
 
 
 def _check_ownership(out: Path, names: list[str], image_dir: Path) -> None:
@@ -180,20 +189,8 @@ def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env:
         "intro": Markup(page.intro),
         "body": Markup(page.body),
     }
-    include_dir = f"_includes/prompt_gallery/{slug}"
-    files = {
-        f"_projects/{slug}.md": env.get_template("page.md").render(context),
-        f"{include_dir}/gallery.html": env.get_template("gallery.html").render(context),
-        "assets/js/prompt-gallery.js": env.get_template("assets/prompt-gallery.js").render(context),
-        "assets/css/prompt-gallery.css": env.get_template("assets/prompt-gallery.css").render(context),
-    }
-    for axis in config.axes:
-        files[f"{include_dir}/select-{axis.name}.html"] = env.get_template("select.html").render(
-            context, axis=axis, selected=context["default"][axis.name])
-    if standalone:
-        for name in STANDALONE_FILES:
-            files[name] = env.get_template(f"site/{name}").render(context)
-    return {rel: text.encode("utf-8") for rel, text in files.items()}
+    return {rel: env.get_template(template).render(context, **extra).encode("utf-8")
+            for rel, (template, extra) in _page_templates(plan, standalone).items()}
 
 
 def _front_matter(plan: Plan, cover: str | None) -> str:

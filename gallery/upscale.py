@@ -2,15 +2,11 @@
 
 Each upscaled image is an entry of its own, keyed by the source image's key and the upscaler
 (see plan.UpscaleJob), written like a render (PNG with its recipe, then the sidecar). Lanczos
-(Pillow) needs no model; the work goes to worker processes because Pillow holds the GIL.
+(Pillow) needs no model; the work goes to every core (gallery.pool).
 """
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +15,7 @@ from PIL import Image
 from gallery import metadata
 from gallery.cache import Cache
 from gallery.plan import Plan, UpscaleJob, output_size
+from gallery.pool import map_images
 
 
 def missing(plan: Plan, entries: dict[str, dict]) -> list[UpscaleJob]:
@@ -28,19 +25,8 @@ def missing(plan: Plan, entries: dict[str, dict]) -> list[UpscaleJob]:
 
 
 def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> None:
-    work = [_task(cache, u) for u in todo]
-    workers = os.cpu_count() or 1
-    if len(work) < 16 or workers == 1:
-        for task in work:
-            _upscale(task)
-            if progress is not None:
-                progress.update(1)
-        return
-    context = multiprocessing.get_context("spawn")  # the parent may hold a CUDA context
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for _ in pool.map(_upscale, work, chunksize=4):
-            if progress is not None:
-                progress.update(1)
+    map_images(_upscale, [_task(cache, u) for u in todo], few=16, chunksize=4,
+               on_each=(lambda: progress.update(1)) if progress is not None else None)
 
 
 def _task(cache: Cache, u: UpscaleJob) -> dict:
@@ -62,6 +48,5 @@ def _upscale(task: dict) -> None:
         image = source.convert("RGB").resize(tuple(task["size"]), Image.LANCZOS)
     png = metadata.encode_png(image, task["parameters"], task["recipe"])
     sidecar = dict(task["sidecar"], made={"created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-                   png={"sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png),
-                        "width": image.width, "height": image.height})
+                   png={"width": image.width, "height": image.height})
     Cache(Path(task["root"])).put(task["key"], png, sidecar)

@@ -6,17 +6,15 @@ are named by the image's key, so an existing file is already right and is skippe
 
 from __future__ import annotations
 
-import os
 import hashlib
 import io
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from gallery.fsutil import atomic_write_bytes
+from gallery.pool import map_images
 
 THUMB_MAX = 384  # px on the long side: sharp at 2x in a four-column grid
 THUMB_QUALITY = 80
@@ -37,22 +35,12 @@ def thumb_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def derive(images: list[WebImage], workers: int | None = None) -> tuple[int, set[str]]:
-    """Write the web copies of `images`. Return how many were converted, and the keys of sources
-    that do not match their sidecar (those are never published).
-
-    Pillow holds the GIL while it encodes, so many images go to worker processes (spawned, not
-    forked: the parent may hold a CUDA context); a few are not worth the processes' start-up."""
-    todo = images
-    workers = workers or os.cpu_count() or 1
-    if len(todo) < 32 or workers == 1:
-        results = [_convert(image) for image in todo]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = list(pool.map(_convert, todo, chunksize=max(1, len(todo) // (workers * 8))))
-    refused = {image.key for image, ok in zip(todo, results) if not ok}
-    return len(todo) - len(refused), refused
+def derive(images: list[WebImage]) -> tuple[int, set[str]]:
+    """Write the web copies of `images` (on every core). Return how many were converted, and the
+    keys of sources that do not match their sidecar (those are never published)."""
+    results = map_images(_convert, images, few=32)
+    refused = {image.key for image, ok in zip(images, results) if not ok}
+    return len(images) - len(refused), refused
 
 
 def _convert(image: WebImage) -> bool:

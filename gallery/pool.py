@@ -1,0 +1,38 @@
+"""Run Pillow work (decode, resize, encode) on every core.
+
+Pillow holds the GIL while it encodes, so threads gain nothing: many items go to worker
+processes, spawned rather than forked because the parent may hold a CUDA context; a few are
+not worth the processes' start-up and run here.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_images(fn: Callable[[T], R], items: Sequence[T], *, few: int, chunksize: int | None = None,
+               on_each: Callable[[], None] | None = None) -> list[R]:
+    """`[fn(item) for item in items]`, in processes when there are more than `few` items.
+    `fn` must be a module-level function (it is pickled); `on_each` runs here after each item."""
+    workers = os.cpu_count() or 1
+    if len(items) < few or workers == 1:
+        results = []
+        for item in items:
+            results.append(fn(item))
+            if on_each:
+                on_each()
+        return results
+    chunksize = chunksize or max(1, len(items) // (workers * 8))
+    results = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for result in pool.map(fn, items, chunksize=chunksize):
+            results.append(result)
+            if on_each:
+                on_each()
+    return results
