@@ -1,5 +1,6 @@
-# The two commands a user needs:   make build   (set up, render what is missing, write site/)
+# The two commands a user needs:   make demo    (set up, build the demo gallery: CPU, offline, a minute)
 #                                  make test    (set up with test tools, run the suite)
+# Then your own gallery:           make build   (render what prompts.yaml asks for, write site/)
 PYTHON ?= python3
 VENV   ?= .venv
 CONFIG ?= prompts.yaml
@@ -23,9 +24,14 @@ setup: $(VENV)/.installed
 
 # Each of these is the `gallery` command of the same name on $(CONFIG).
 COMMANDS := build plan render site verify prune serve publish
-.PHONY: setup $(COMMANDS) screenshot test
+.PHONY: setup $(COMMANDS) demo screenshot test
 $(COMMANDS): setup
 	$(BIN)/gallery $@ --config $(CONFIG)
+
+# The demo: the project's own tiny model (demo/model) on demo/prompts.yaml, no download needed.
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/gallery build --config demo/prompts.yaml
+	@echo "Preview it: make serve CONFIG=demo/prompts.yaml   (or publish it: make publish CONFIG=demo/prompts.yaml)"
 
 screenshot: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshot.py --config $(CONFIG) --out docs/screenshot.png

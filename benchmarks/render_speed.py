@@ -1,16 +1,18 @@
 """Images per second: our renderer against a plain diffusers loop, side by side, full-size models.
 
-    .venv/bin/python benchmarks/render_speed.py [--workload ldm|sd15|all] [--steps N] [--images N]
+    .venv/bin/python benchmarks/render_speed.py [--workload ldm|sd15|demo|all] [--steps N] [--images N]
         [--repeats N] [--dtype auto|float32|bfloat16|float16] [--batch auto|N] [--no-cpu-dtypes]
         [--models DIR]
 
-Each workload is a full-size architecture with random weights (speed does not depend on the
+ldm and sd15 are full-size architectures with random weights (speed does not depend on the
 weight values), built once in code (torch.manual_seed(0), the real CLIP tokenizer from the
 open-clip-torch wheel) and saved with save_pretrained (fp32 safetensors) to a temporary folder,
 so that both sides load it from disk exactly as a real model:
 
   ldm   the seed's model (LDM-KL-8-G, LDMTextToImagePipeline, LDMBert), 256x256, guidance 7.5
   sd15  Stable Diffusion 1.5 (StableDiffusionPipeline, CLIPTextModel), 512x512, guidance 7.5
+  demo  the project's own trained demo model (demo/model, loaded from there), 64x64, guidance 4,
+        15 steps: the CI-sized run (a test runs it), and the CPU case where batching matters most
 
 plain: DiffusionPipeline.from_pretrained in float32 on the device, one prompt per call, a CPU
        generator per image, PIL output, each image saved as PNG (only the loop is timed).
@@ -18,6 +20,8 @@ ours:  a prompts.yaml pointing render.model at the saved folder, loaded through 
        the CLI uses (load_config, model_identities, expand, Cache, Renderer); only
        Renderer.render (rendering + PNG encoding + cache writes) is timed, into a fresh cache
        per repeat so nothing is cached.
+Both sides are loaded once and take turns, repeat by repeat (the order turning), so that load
+from anything else on a shared machine falls on both alike.
 
 The defaults are CI-sized for a CPU (2 steps, 2 images, 1 repeat). On a GPU pass the real step
 counts, e.g. `--workload ldm --steps 250 --images 64 --repeats 3` and
@@ -53,14 +57,19 @@ class Workload:
     name: str
     size: int
     guidance: float
-    unet_tflop: float  # per UNet forward, per image (CFG doubles it)
+    unet_tflop: float  # per UNet forward, per image (CFG doubles it); 0: not counted
     describe: str
+    prompt: str = PROMPT
 
 
 WORKLOADS = {
     "ldm": Workload("ldm", 256, 7.5, 0.182, "LDM-KL-8-G (LDMTextToImagePipeline, LDMBert 32x1280), 256x256"),
     "sd15": Workload("sd15", 512, 7.5, 0.80, "Stable Diffusion 1.5 (StableDiffusionPipeline, CLIP ViT-L text), 512x512"),
+    # The project's own trained demo model (demo/model): small enough for a CI-sized run on a CPU.
+    "demo": Workload("demo", 64, 4.0, 0.0, "the demo model (demo/model, StableDiffusionPipeline, 1.7M-parameter UNet), 64x64",
+                     prompt="a blue star, filled"),
 }
+DEMO_MODEL = REPO / "demo" / "model"
 
 
 # ---------------------------------------------------------------- building the random models
@@ -128,82 +137,95 @@ def build(name: str, directory: Path) -> float:
 
 # ---------------------------------------------------------------- the two sides
 
-def plain(model: Path, w: Workload, device: str, steps: int, images: int, repeats: int, out: Path) -> list[float]:
-    """images/s of a plain diffusers loop, one per repeat."""
-    import torch
-    from diffusers import DiffusionPipeline
+class Plain:
+    """A plain diffusers loop: float32, one prompt per call, PIL output saved as PNG."""
 
-    pipe = DiffusionPipeline.from_pretrained(str(model), torch_dtype=torch.float32).to(device)
-    pipe.set_progress_bar_config(disable=True)  # output only; costs nothing measurable
-    rates = []
-    try:
-        for r in range(repeats):
-            folder = out / f"plain-{w.name}-{r}"
-            folder.mkdir(parents=True)
-            _sync(device)
-            t0 = time.perf_counter()
-            for i in range(images):
-                image = pipe(PROMPT, height=w.size, width=w.size, num_inference_steps=steps, guidance_scale=w.guidance,
-                             generator=torch.Generator("cpu").manual_seed(i)).images[0]
-                image.save(folder / f"{i:05d}.png")
-            _sync(device)
-            rates.append(images / (time.perf_counter() - t0))
-            shutil.rmtree(folder, ignore_errors=True)
-    finally:
-        del pipe
-        _free()
+    label = "plain"
+
+    def __init__(self, model: Path, w: Workload, device: str, steps: int, images: int, out: Path):
+        import torch
+        from diffusers import DiffusionPipeline
+
+        self.w, self.device, self.steps, self.images, self.out = w, device, steps, images, out
+        self.pipe = DiffusionPipeline.from_pretrained(str(model), torch_dtype=torch.float32).to(device)
+        self.pipe.set_progress_bar_config(disable=True)  # output only; costs nothing measurable
+
+    def once(self, r: int) -> float:
+        """images/s of one repeat."""
+        import torch
+
+        folder = self.out / f"plain-{self.w.name}-{r}"
+        folder.mkdir(parents=True)
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for i in range(self.images):
+            image = self.pipe(self.w.prompt, height=self.w.size, width=self.w.size, num_inference_steps=self.steps,
+                              guidance_scale=self.w.guidance, generator=torch.Generator("cpu").manual_seed(i)).images[0]
+            image.save(folder / f"{i:05d}.png")
+        _sync(self.device)
+        rate = self.images / (time.perf_counter() - t0)
+        shutil.rmtree(folder, ignore_errors=True)
+        return rate
+
+
+class Ours:
+    """gallery's Renderer, loaded through the functions the CLI uses; each repeat into a fresh cache."""
+
+    def __init__(self, model: Path, w: Workload, steps: int, images: int, out: Path, dtype: str, batch: str, label: str):
+        from gallery.config import load_config
+        from gallery.fingerprint import Memo, model_identities
+        from gallery.plan import expand, models
+        from gallery.render import Renderer
+
+        self.label = label
+        self.project = out / f"ours-{w.name}-{label.replace(' ', '-')}"
+        self.project.mkdir(parents=True)
+        prompts = self.project / "prompts.yaml"
+        prompts.write_text(
+            f"page: {{title: render speed {w.name}}}\n"
+            f"render:\n  model: {model}\n  scheduler: default\n  steps: {steps}\n  guidance: {w.guidance}\n"
+            f"  width: {w.size}\n  height: {w.size}\n  samples: {images}\n  seed: 0\n"
+            f"  dtype: {dtype}\n  batch_size: {batch}\n"
+            f"axes:\n  subject: {{bench: \"{w.prompt}\"}}\n"
+            f"paths: {{cache: cache-0}}\n", encoding="utf-8")
+        config = load_config(prompts)
+        t0 = time.perf_counter()
+        plan = expand(config, model_identities(models(config), Memo(config.cache_dir)))
+        self.hash_s = time.perf_counter() - t0
+        self.jobs = list(plan.jobs)
+        self.renderer = Renderer(config.runtime, warn=lambda m: print(f"  [gallery] {m}", file=sys.stderr))
+        t0 = time.perf_counter()
+        self.renderer.pipeline(self.jobs[0].picture)
+        self.load_s = time.perf_counter() - t0
+        self.used: dict = {}
+
+    def once(self, r: int) -> float:
+        """images/s of one repeat (rendering, PNG encoding, cache writes)."""
+        from gallery.cache import Cache
+
+        cache = Cache(self.project / f"cache-run-{r}")  # fresh: nothing cached
+        assert not cache.whole_entries(j.key for j in self.jobs)
+        report = self.renderer.render(self.jobs, cache)
+        if report.rejected:
+            print(f"  [{self.label}] {len(report.rejected)} images rejected (not cached): {report.rejected[0][1]}",
+                  file=sys.stderr)
+        if len(cache.whole_entries(j.key for j in self.jobs)) + len(report.rejected) != len(self.jobs):
+            raise SystemExit(f"{self.label}: not every image reached the cache")
+        # report.batch_size is the batch size set (auto: 4 on a CPU); a call holds at most `images`
+        self.used = {"device": report.device, "dtype": report.dtype, "batch": min(report.batch_size, len(self.jobs)),
+                     "batch_set": report.batch_size}
+        shutil.rmtree(cache.root, ignore_errors=True)
+        return report.rendered / report.seconds
+
+
+def side_by_side(sides: list, repeats: int) -> dict[str, list[float]]:
+    """Each side once per round, the order turning every round, so that a noisy neighbour
+    slows every side alike rather than whichever happened to run then."""
+    rates: dict[str, list[float]] = {side.label: [] for side in sides}
+    for r in range(repeats):
+        for side in sides[r % len(sides):] + sides[: r % len(sides)]:
+            rates[side.label].append(side.once(r))
     return rates
-
-
-def ours(model: Path, w: Workload, steps: int, images: int, repeats: int, out: Path, dtype: str, batch: str,
-         label: str) -> tuple[list[float], dict]:
-    """images/s of gallery's Renderer, one per repeat, and what it used (device, dtype, batch)."""
-    from gallery.cache import Cache
-    from gallery.config import load_config
-    from gallery.fingerprint import Memo, model_identities
-    from gallery.plan import expand, models
-    from gallery.render import Renderer
-
-    project = out / f"ours-{w.name}-{label}"
-    project.mkdir(parents=True)
-    prompts = project / "prompts.yaml"
-    prompts.write_text(
-        f"page: {{title: render speed {w.name}}}\n"
-        f"render:\n  model: {model}\n  scheduler: default\n  steps: {steps}\n  guidance: {w.guidance}\n"
-        f"  width: {w.size}\n  height: {w.size}\n  samples: {images}\n  seed: 0\n"
-        f"  dtype: {dtype}\n  batch_size: {batch}\n"
-        f"axes:\n  subject: {{bench: \"{PROMPT}\"}}\n"
-        f"paths: {{cache: cache-0}}\n", encoding="utf-8")
-    config = load_config(prompts)
-    t0 = time.perf_counter()
-    plan = expand(config, model_identities(models(config), Memo(config.cache_dir)))
-    hashed = time.perf_counter() - t0
-    jobs = list(plan.jobs)
-    renderer = Renderer(config.runtime, warn=lambda m: print(f"  [gallery] {m}", file=sys.stderr))
-    t0 = time.perf_counter()
-    renderer.pipeline(jobs[0].picture)
-    loaded = time.perf_counter() - t0
-    rates, used = [], {}
-    try:
-        for r in range(repeats):
-            cache = Cache(project / f"cache-run-{r}")  # fresh: nothing cached
-            assert not cache.whole_entries(j.key for j in jobs)
-            report = renderer.render(jobs, cache)
-            if report.rejected:
-                print(f"  [{label}] {len(report.rejected)} images rejected (not cached): {report.rejected[0][1]}",
-                      file=sys.stderr)
-            if len(cache.whole_entries(j.key for j in jobs)) + len(report.rejected) != len(jobs):
-                raise SystemExit(f"ours ({label}): not every image reached the cache")
-            rates.append(report.rendered / report.seconds)
-            # report.batch_size is the batch size set (auto: 4 on a CPU); a call holds at most `images`
-            used = {"device": report.device, "dtype": report.dtype, "batch": min(report.batch_size, len(jobs)),
-                    "batch_set": report.batch_size,
-                    "hash_s": hashed, "load_s": loaded}
-            shutil.rmtree(cache.root, ignore_errors=True)
-    finally:
-        del renderer
-        _free()
-    return rates, used
 
 
 def _sync(device: str) -> None:
@@ -225,8 +247,9 @@ def _free() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=("ldm", "sd15", "all"), default="all")
-    parser.add_argument("--steps", type=int, default=None, help="inference steps (default: 2 on CPU, 250 ldm / 50 sd15 on GPU)")
+    parser.add_argument("--workload", choices=("ldm", "sd15", "demo", "all"), default="all", help="all: ldm and sd15")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="inference steps (default: 2 on CPU, 250 ldm / 50 sd15 on GPU; demo: 15)")
     parser.add_argument("--images", type=int, default=None, help="images per side and repeat (default: 2 on CPU, 16 on GPU)")
     parser.add_argument("--repeats", type=int, default=None, help="default: 1 on CPU, 3 on GPU; the median is reported")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="ours' dtype")
@@ -267,8 +290,8 @@ def main() -> int:
     try:
         for name in names:
             w = WORKLOADS[name]
-            steps = args.steps or ((250 if name == "ldm" else 50) if gpu else 2)
-            model = (model_root / name).resolve()
+            steps = args.steps or (15 if name == "demo" else (250 if name == "ldm" else 50) if gpu else 2)
+            model = DEMO_MODEL if name == "demo" else (model_root / name).resolve()
             print(f"\n== {name}: {w.describe}; {steps} steps, {images} images, {repeats} repeat(s)")
             if (model / "model_index.json").is_file():
                 print(f"  model: reusing {model}")
@@ -277,25 +300,31 @@ def main() -> int:
                 params = build(name, model)
                 print(f"  model: {params / 1e9:.2f}B parameters, built and saved (fp32) in {time.perf_counter() - t0:.0f}s")
 
-            p = plain(model, w, device, steps, images, repeats, work)
-            print(f"  plain  float32: {_rates(p)}")
             runs = [(args.dtype, "ours")]
             if cpu_dtypes and name == "ldm":
                 runs = [("float32", "ours fp32"), ("bfloat16", "ours bf16")]
                 if args.dtype not in ("auto", "float32", "bfloat16"):
                     runs.insert(0, (args.dtype, "ours"))
+            # All sides stay loaded and take turns (a 1.6B model is 6.4 GB in fp32 per side).
+            sides = [Plain(model, w, device, steps, images, work)]
+            sides += [Ours(model, w, steps, images, work, dtype, args.batch, label) for dtype, label in runs]
+            measured = side_by_side(sides, repeats)
+            p = measured.pop("plain")
+            print(f"  plain  float32: {_rates(p)}")
             results = {}
-            for dtype, label in runs:
-                o, used = ours(model, w, steps, images, repeats, work, dtype, args.batch, label.replace(" ", "-"))
-                results[label] = (statistics.median(o), used)
-                print(f"  {label:<6} {used['dtype']}: {_rates(o)}; batch {used['batch']} (set {used['batch_set']}), {used['device']} "
-                      f"(model hashed in {used['hash_s']:.1f}s, loaded in {used['load_s']:.1f}s, not timed)")
+            for side in sides[1:]:
+                o, used = measured[side.label], side.used
+                results[side.label] = (statistics.median(o), used)
+                print(f"  {side.label:<6} {used['dtype']}: {_rates(o)}; batch {used['batch']} (set {used['batch_set']}), "
+                      f"{used['device']} (model hashed in {side.hash_s:.1f}s, loaded in {side.load_s:.1f}s, not timed)")
+            del sides
+            _free()
             plain_rate = statistics.median(p)
             for label, (rate, used) in results.items():
                 row = {"workload": name, "side": label, "device": used["device"], "dtype": used["dtype"],
                        "batch": used["batch"], "steps": steps, "images": images, "plain": plain_rate, "ours": rate,
                        "ratio": rate / plain_rate, "bound": None}
-                if gpu:
+                if gpu and w.unet_tflop:
                     achieved = rate * steps * 2 * w.unet_tflop  # TFLOP/s in the UNet (CFG: 2 forwards per step)
                     row["bound"] = achieved / UNET_BOUND_TFLOPS
                     print(f"  {label}: UNet {achieved:.0f} TFLOP/s = {row['bound']:.1%} of {UNET_BOUND_TFLOPS:.0f}")
@@ -304,7 +333,7 @@ def main() -> int:
                 ratio = results["ours bf16"][0] / results["ours fp32"][0]
                 print(f"  bf16/fp32 (ours): {ratio:.2f}x " + ("" if cpu_has_bf16() else
                       "-- this CPU has no AVX512-BF16/AMX, so bf16 is emulated; `dtype: auto` picks float32 here"))
-            if args.models is None:
+            if args.models is None and name != "demo":
                 shutil.rmtree(model, ignore_errors=True)  # a few GB each
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -88,6 +88,9 @@ def run_plan(args) -> int:
         print(f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, guidance {p.guidance:g}, "
               f"{p.width}x{p.height}" + (f", negative prompt: {p.negative_prompt!r}" if p.negative_prompt else ""))
     print(f"  cached: {cached}   to render: {len(jobs) - cached}")
+    if plan.upscales:
+        upscaled = len(cache.whole_entries(u.key for u in plan.upscales.values()))
+        print(f"  upscale: {config.upscale.label}; cached: {upscaled}   to upscale: {len(plan.upscales) - upscaled}")
     print(f"  cache: {config.cache_dir}   site: {config.site_dir}")
     return 0
 
@@ -95,12 +98,15 @@ def run_plan(args) -> int:
 def run_render(args) -> int:
     config, plan, cache, memo = _load(args)
     entries = cache.whole_entries(plan.keys)
-    rejected = _render(config, plan, cache, args.yes, entries)
-    memo.save()
     from gallery.workers import this_process
 
-    if this_process().alone:  # many processes: the upscale stage runs once, with `gallery build`
-        _upscale(plan, cache, entries)
+    alone = this_process().alone  # many processes: the upscale stage runs once, with `gallery build`
+    if alone:
+        _check_upscaler(plan, entries)
+    rejected = _render(config, plan, cache, args.yes, entries)
+    memo.save()
+    if alone:
+        rejected += _upscale(plan, cache, entries)
     return 1 if rejected else 0
 
 
@@ -121,9 +127,10 @@ def run_build(args) -> int:
     _check_into(args.into)  # before rendering, not after it
     config, plan, cache, memo = _load(args)
     entries = cache.whole_entries(plan.keys)
+    _check_upscaler(plan, entries)
     rejected = _render(config, plan, cache, args.yes, entries)
     memo.save()  # after rendering, so a model that fails to load leaves nothing behind
-    _upscale(plan, cache, entries)
+    rejected += _upscale(plan, cache, entries)
     _site(config, plan, cache, args.into, entries)
     return 1 if rejected else 0
 
@@ -245,22 +252,42 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict) 
     return len(report.rejected)
 
 
-def _upscale(plan: Plan, cache: Cache, entries: dict) -> None:
-    """The optional stage after rendering; like rendering, only what is missing."""
+def _check_upscaler(plan: Plan, entries: dict) -> None:
+    """A model upscaler that cannot load stops the build before anything is rendered (as a render
+    model does); checked only when something is left to upscale, so a cached build imports no torch."""
+    upscale = plan.config.upscale
+    if upscale and upscale.model and any(u.key not in entries for u in plan.upscales.values()):
+        from gallery.loading import check_upscaler
+
+        check_upscaler(upscale)
+
+
+def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
+    """The optional stage after rendering; like rendering, only what is missing.
+    Returns how many images came out unusable (not cached)."""
     if not plan.upscales:
-        return
+        return 0
     from tqdm import tqdm
 
     from gallery import upscale
 
     todo = upscale.missing(plan, entries)
     if not todo:
-        return
+        return 0
+    started = time.perf_counter()
     with cache.locked(on_wait=_say_waiting):
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            upscale.run(plan, cache, todo, bar)
+            rejected = upscale.run(plan, cache, todo, bar)
     entries.update(cache.whole_entries(u.key for u in todo))
-    print(f"upscale: {len(todo)} images ({plan.config.upscale.label})")
+    print(f"upscale: {len(todo)} images ({plan.config.upscale.label}) in {_duration(time.perf_counter() - started)}")
+    for u, fault in rejected:
+        job = u.source
+        print(f"upscale: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}",
+              file=sys.stderr)
+    if rejected:
+        print(f"upscale: {len(rejected)} images came out unusable and were not cached; the page leaves them out, "
+              "and the next build tries them again", file=sys.stderr)
+    return len(rejected)
 
 
 def _check_into(into: Path | None) -> None:

@@ -106,20 +106,67 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Upscaler:
+    """What one `upscale.upscaler` name means."""
+
+    label: str  # what the page and the PNG call it
+    default_factor: int
+    pipeline: str | None = None  # the diffusers pipeline class of a model upscaler; None: Pillow, no model
+    default_model: str | None = None
+    defaults: tuple[tuple[str, Any], ...] = ()  # its own settings (steps, ...) and their defaults
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The keys of prompts.yaml's upscale section this upscaler takes."""
+        model_keys = ("model", "revision", "batch_size") if self.pipeline else ()
+        return ("upscaler", "factor", "size") + model_keys + tuple(k for k, _ in self.defaults)
+
+
+# Name in prompts.yaml -> upscaler. The model upscalers' defaults are their pipelines' own.
+UPSCALERS = {
+    "lanczos": Upscaler("Lanczos", 2),
+    "ldsr": Upscaler("LDSR", 4, "LDMSuperResolutionPipeline", "CompVis/ldm-super-resolution-4x-openimages",
+                     (("steps", 100),)),
+    "sd-x4": Upscaler("SD x4 upscaler", 4, "StableDiffusionUpscalePipeline", "stabilityai/stable-diffusion-x4-upscaler",
+                      (("steps", 75), ("guidance", 9.0), ("noise_level", 20))),
+}
+UPSCALE_KEYS = tuple(dict.fromkeys(k for u in UPSCALERS.values() for k in u.settings))
+MAX_NOISE_LEVEL = 350  # StableDiffusionUpscalePipeline's max_noise_level
+
+
+@dataclass(frozen=True)
 class Upscale:
     """The optional stage after rendering (the original page's step 5)."""
 
-    upscaler: str  # "lanczos"
+    upscaler: str  # a key of UPSCALERS
     factor: int | None  # 2x, 4x ...
     size: int | None  # or a target size for the long side, in pixels
+    model: str | None = None  # model upscalers: hub id, or an absolute path to a local diffusers folder
+    revision: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    noise_level: int | None = None
+    batch_size: int | None = None  # images per pipeline call; None: chosen from the device
+
+    @property
+    def kind(self) -> Upscaler:
+        return UPSCALERS[self.upscaler]
+
+    @property
+    def is_local(self) -> bool:
+        return bool(self.model) and self.model.startswith("/")
+
+    @property
+    def model_name(self) -> str | None:
+        return Path(self.model).name if self.is_local else self.model
 
     @property
     def label(self) -> str:
-        name = UPSCALERS[self.upscaler]
+        """What the page and the PNG call it: the upscaler, its model where not the usual one, the size."""
+        name = self.kind.label
+        if self.model and self.model != self.kind.default_model:
+            name += f" ({self.model_name})"
         return f"{name} {self.factor}x" if self.factor else f"{name} to {self.size}px"
-
-
-UPSCALERS = {"lanczos": "Lanczos"}  # name in prompts.yaml -> what the page and the PNG call it
 
 
 @dataclass(frozen=True)
@@ -291,19 +338,55 @@ class _Reader:
 
     def upscale(self, value: Any) -> Upscale | None:
         path = ("upscale",)
-        section = self.mapping(value, path, ("upscaler", "factor", "size"), "upscale settings")
+        section = self.mapping(value, path, UPSCALE_KEYS, "upscale settings")
         name = self.text(section, "upscaler", path, "none", empty_ok=False).lower()
         if name == "none":
             return None
         if name not in UPSCALERS:
+            esrgan = "esrgan" in name
             raise self.fail(path + ("upscaler",), f"unknown upscaler {_q(name)}",
-                            f"available: none, {', '.join(UPSCALERS)} (model upscalers such as Real-ESRGAN are "
-                            "not built in yet)")
+                            f"available: none, {', '.join(UPSCALERS)}"
+                            + ("; Real-ESRGAN weights are not supported yet (see the README)" if esrgan else ""))
+        kind = UPSCALERS[name]
+        for key in section:
+            if key not in kind.settings:
+                raise self.fail(path + (key,), f"upscaler '{name}' takes no {key}",
+                                f"it takes: {', '.join(kind.settings)}")
         if "factor" in section and "size" in section:
             raise self.fail(path + ("size",), "give either factor or size, not both")
         size = self.integer(section, "size", path, None, 64, 8192)
-        factor = None if size else self.integer(section, "factor", path, 2, 2, 8)
-        return Upscale(name, factor, size)
+        factor = None if size else self.integer(section, "factor", path, kind.default_factor, 2, 8)
+        if not kind.pipeline:
+            return Upscale(name, factor, size)
+        defaults = dict(kind.defaults)
+        return Upscale(
+            name, factor, size,
+            model=self.upscale_model(section, path, name),
+            revision=self.text(section, "revision", path, None, empty_ok=False),
+            steps=self.integer(section, "steps", path, defaults["steps"], 1, 1000),
+            guidance=self.number(section, "guidance", path, defaults["guidance"], 0.0, 100.0)
+            if "guidance" in defaults else None,
+            noise_level=self.integer(section, "noise_level", path, defaults["noise_level"], 0, MAX_NOISE_LEVEL)
+            if "noise_level" in defaults else None,
+            batch_size=None if section.get("batch_size") in ("auto", None)
+            else self.integer(section, "batch_size", path, None, 1, 4096),
+        )
+
+    def upscale_model(self, section: dict, path: tuple, name: str) -> str:
+        """A model upscaler's diffusers model: hub id or local folder, checked like render.model."""
+        kind = UPSCALERS[name]
+        value = self.text(section, "model", path, None, empty_ok=False)
+        if value is None:
+            return kind.default_model
+        if value.endswith(PICKLE_SUFFIXES + (".safetensors",)):
+            pickle = value.endswith(PICKLE_SUFFIXES)
+            raise self.fail(path + ("model",),
+                            f"{_q(value)} is a single weights file" + (" (a pickle, which can run code when loaded)"
+                                                                      if pickle else "")
+                            + f"; upscaler '{name}' needs a diffusers folder or hub id",
+                            f"e.g. model: {kind.default_model}. Real-ESRGAN weights files are not supported yet "
+                            "(see the README)")
+        return self.model(section, path, single_file=False, example=kind.default_model)
 
     def axes(self, value: Any) -> tuple[Axis, ...]:
         axes_map = self.mapping(value, ("axes",), None, "axes")
@@ -416,31 +499,36 @@ class _Reader:
         changed = self.picture(raw, path, defaults)
         return tuple((k, getattr(changed, k)) for k in PICTURE_KEYS if k in raw)
 
-    def model(self, section: dict, path: tuple) -> str:
+    def model(self, section: dict, path: tuple, *, single_file: bool = True,
+              example: str = "CompVis/ldm-text2im-large-256") -> str:
+        """A hub id or a local diffusers folder (or, where `single_file`, a .safetensors file)."""
         value = self.text(section, "model", path, None, empty_ok=False)
         mpath = path + ("model",)
         if value.endswith(PICKLE_SUFFIXES):
             raise self.fail(mpath, f"{_q(value)} is a pickle checkpoint, which can run code when loaded",
                             "convert it to .safetensors (or a diffusers folder) and point model: at that")
+        kinds = "a diffusers folder (with model_index.json), a .safetensors file," if single_file else \
+            "a diffusers folder (with model_index.json)"
         looks_local = value.startswith((".", "/", "~")) or value.endswith(".safetensors")
         candidate = self.local(value)
         if looks_local or _exists(candidate):
             if not _exists(candidate):
                 raise self.fail(mpath, f"no such file or folder: {_q(candidate or value)}",
-                                "give a diffusers folder (with model_index.json), a .safetensors file, "
-                                "or a hub id like 'CompVis/ldm-text2im-large-256'")
+                                f"give {kinds} or a hub id like '{example}'")
             try:  # a folder we may not read
                 if candidate.is_dir() and not (candidate / "model_index.json").is_file():
                     raise self.fail(mpath, f"{_q(candidate)} is not a diffusers folder (no model_index.json)",
                                     "point model: at the folder that `save_pretrained` wrote")
-                if not candidate.is_dir() and candidate.suffix != ".safetensors":
-                    raise self.fail(mpath, f"{_q(candidate)} is not a .safetensors file")
+                if not candidate.is_dir() and (candidate.suffix != ".safetensors" or not single_file):
+                    raise self.fail(mpath, f"{_q(candidate)} is not " + (
+                        "a .safetensors file" if single_file else "a folder"), f"give {kinds} or a hub id")
             except OSError as err:
                 raise self.fail(mpath, f"cannot read {_q(candidate)}: {err.strerror}") from None
             return str(candidate)
         if not HUB_ID.fullmatch(value) or ".." in value:
             raise self.fail(mpath, f"{_q(value)} is neither a hub id nor an existing path",
-                            "a hub id looks like 'owner/name'; a local model is a folder or a .safetensors file")
+                            "a hub id looks like 'owner/name'; a local model is "
+                            + ("a folder or a .safetensors file" if single_file else "a diffusers folder"))
         return value
 
     def local(self, value: str) -> Path | None:

@@ -1,6 +1,8 @@
-"""Load a diffusers text-to-image pipeline from a hub id, a local folder or a .safetensors file.
+"""Load a diffusers text-to-image pipeline from a hub id, a local folder or a .safetensors file,
+and a latent upscaler (LDMSuperResolutionPipeline, StableDiffusionUpscalePipeline) from a hub id
+or a local folder, with the same device, dtype and memory choices.
 
-The only module besides render.py that imports torch/diffusers, and only when called.
+Imports torch/diffusers only when called (as do render.py and latent_upscale.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 
 from gallery import schedulers
-from gallery.config import Picture, Runtime
+from gallery.config import UPSCALERS, Picture, Runtime, Upscale
 from gallery.errors import ModelLoadError
 
 
@@ -99,6 +101,12 @@ def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
                              "pipeline (its __call__ takes no prompt); choose a text-to-image model")
     set_scheduler(pipe, picture, diffusers)
     pipe.set_progress_bar_config(disable=True)
+    _place(pipe, target, runtime)
+    return pipe
+
+
+def _place(pipe, target: Target, runtime: Runtime) -> None:
+    """Memory options, then the device (or CPU offload onto it)."""
     if runtime.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
         pipe.enable_attention_slicing()
     if runtime.vae_tiling:
@@ -112,19 +120,73 @@ def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
             pipe.enable_model_cpu_offload(device=target.device)
     else:
         pipe.to(target.device)
+
+
+def check_upscaler(upscale: Upscale) -> None:
+    """Stop on a wrong or unreachable upscaler model before anything is rendered: reads only its
+    model_index.json, no weights."""
+    quiet_libraries()
+    import diffusers
+
+    _upscaler_index(upscale, diffusers)
+
+
+def load_upscaler(upscale: Upscale, target: Target, runtime: Runtime):
+    """The latent upscaler pipeline for `upscale`, on the target device, with the render memory options."""
+    quiet_libraries()
+    import diffusers
+    import torch
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    cls, config, local_only = _upscaler_index(upscale, diffusers)
+    kwargs = {"torch_dtype": getattr(torch, target.dtype), "revision": upscale.revision, "local_files_only": local_only}
+    if "safety_checker" in config:  # never download a safety checker
+        kwargs.update(safety_checker=None)
+    try:
+        pipe = cls.from_pretrained(upscale.model, **kwargs)
+    except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
+        raise ModelLoadError(_explain_load_failure(upscale, err, "upscale.model")) from None
+    pipe.set_progress_bar_config(disable=True)
+    _place(pipe, target, runtime)
     return pipe
+
+
+def _upscaler_index(upscale: Upscale, diffusers) -> tuple[type, dict, bool]:
+    """The upscaler's pipeline class (checked against the model's own), model index, and local_only."""
+    config, local_only = _model_index(upscale, diffusers, "upscale.model")
+    found, wanted = config.get("_class_name"), upscale.kind.pipeline
+    if found != wanted:
+        other = next((name for name, u in UPSCALERS.items() if u.pipeline and u.pipeline == found), None)
+        raise ModelLoadError(
+            f"upscale.model '{upscale.model}' is {f'a {found}' if found else 'not a diffusers pipeline'}, not the "
+            f"{wanted} that upscaler '{upscale.upscaler}' needs"
+            + (f"; for this model write upscaler: {other}" if other else
+               f"; give a model such as {upscale.kind.default_model}"))
+    return getattr(diffusers, wanted), config, local_only
+
+
+def _model_index(model: Picture | Upscale, diffusers, setting: str) -> tuple[dict, bool]:
+    """The model's model_index.json, and whether to load it from the local hub cache only (offline)."""
+    local_only = False
+    if not model.is_local:
+        cached = _in_hub_cache(model.model, model.revision)
+        if not _hub_reachable():
+            if not cached:  # say so now, instead of after the hub client's retries
+                raise ModelLoadError(_offline_message(model, setting))
+            local_only = True
+    try:
+        config = diffusers.DiffusionPipeline.load_config(model.model, revision=model.revision,
+                                                         local_files_only=local_only)
+    except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
+        raise ModelLoadError(_explain_load_failure(model, err, setting)) from None
+    return config, local_only
 
 
 def _load_pretrained(picture: Picture, torch_dtype, diffusers):
     source = picture.model
-    local_only = False
-    if not picture.is_local:
-        cached = _in_hub_cache(source, picture.revision)
-        if not _hub_reachable():
-            if not cached:  # say so now, instead of after the hub client's retries
-                raise ModelLoadError(_offline_message(picture))
-            local_only = True
-    config = diffusers.DiffusionPipeline.load_config(source, revision=picture.revision, local_files_only=local_only)
+    config, local_only = _model_index(picture, diffusers, "render.model")
     cls_name = picture.pipeline if picture.pipeline != "auto" else config.get("_class_name", "DiffusionPipeline")
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
@@ -174,16 +236,16 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
         return False
 
 
-def _offline_message(picture: Picture) -> str:
+def _offline_message(picture: Picture | Upscale, setting: str = "render.model") -> str:
     model = picture.model
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    local = "local diffusers folder" + (" or .safetensors file" if setting == "render.model" else "")
     return (f"cannot load model '{model}'"
             + (f" (revision {picture.revision})" if picture.revision else "")
             + ": it is not in the local Hugging Face cache and the hub cannot be reached"
             + (" (HF_HUB_OFFLINE=1)" if offline else "")
             + f". Run once with network access to download it, or `hf download {model}` on a "
-              "machine that has it and copy the cache (HF_HOME), or set render.model to a local diffusers "
-              "folder or .safetensors file.")
+              f"machine that has it and copy the cache (HF_HOME), or set {setting} to a {local}.")
 
 
 def set_scheduler(pipe, picture: Picture, diffusers) -> None:
@@ -203,19 +265,19 @@ def set_scheduler(pipe, picture: Picture, diffusers) -> None:
     pipe.scheduler = cls.from_config(own.config, **options)
 
 
-def _explain_load_failure(picture: Picture, err: Exception) -> str:
+def _explain_load_failure(picture: Picture | Upscale, err: Exception, setting: str = "render.model") -> str:
     model = picture.model
     name = type(err).__name__
     text = str(err)
     if picture.is_local:
         return f"cannot load the model at {model}: {name}: {text}".splitlines()[0]
     if "LocalEntryNotFound" in name or "offline" in text.lower():
-        return _offline_message(picture)
+        return _offline_message(picture, setting)
     if "401" in text or "403" in text or "gated" in text.lower():
         return (f"model '{model}' needs a Hugging Face login or licence acceptance: accept its terms on the hub "
                 "and run `hf auth login` (or set HF_TOKEN)")
     if "404" in text or "RepositoryNotFound" in name or "RevisionNotFound" in name:
-        return f"model '{model}' (revision {picture.revision or 'main'}) was not found on the hub; check render.model"
+        return f"model '{model}' (revision {picture.revision or 'main'}) was not found on the hub; check {setting}"
     return f"cannot load model '{model}': {name}: {text}".splitlines()[0]
 
 

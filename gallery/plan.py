@@ -52,10 +52,11 @@ class UpscaleJob:
     source: Job
     upscale: Upscale
     key: str
+    model_id: str | None = None  # a model upscaler's identity (see fingerprint); None: no model
 
     @property
     def recipe(self) -> dict:
-        return upscale_recipe(self.source.key, self.upscale)
+        return upscale_recipe(self.source, self.upscale, self.model_id)
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,11 @@ def combinations(config: Config):
 
 
 def models(config: Config) -> set[tuple[str, str | None]]:
-    """Every (model, revision) the plan will use."""
-    return {(p.model, p.revision) for _, p in combinations(config)}
+    """Every (model, revision) the plan will use, the upscaler's included."""
+    used = {(p.model, p.revision) for _, p in combinations(config)}
+    if config.upscale and config.upscale.model:
+        used.add((config.upscale.model, config.upscale.revision))
+    return used
 
 
 def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> Plan:
@@ -111,15 +115,23 @@ def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> P
         cells.append(Cell(keys, prompt, picture, jobs))
     upscales = {}
     if config.upscale:
+        upscale = config.upscale
+        model_id = model_ids[(upscale.model, upscale.revision)] if upscale.model else None
         for cell in cells:
             for job in cell.jobs:
-                upscales[job.key] = UpscaleJob(job, config.upscale, recipe_key(upscale_recipe(job.key, config.upscale)))
+                upscales[job.key] = UpscaleJob(job, upscale, recipe_key(upscale_recipe(job, upscale, model_id)),
+                                               model_id)
     return Plan(config, tuple(cells), upscales)
 
 
-def upscale_recipe(source_key: str, upscale: Upscale) -> dict:
-    return {"format": KEY_FORMAT, "source": source_key, "upscaler": upscale.upscaler, "factor": upscale.factor,
-            "size": upscale.size}
+def upscale_recipe(source: Job, upscale: Upscale, model_id: str | None = None) -> dict:
+    """Everything that decides an upscaled picture: its source and the upscaler with its settings."""
+    recipe_ = {"format": KEY_FORMAT, "source": source.key, "upscaler": upscale.upscaler, "factor": upscale.factor,
+               "size": upscale.size}
+    if upscale.model:  # a diffusion upscaler draws noise: the source's seed, so a column stays comparable
+        recipe_.update(model=model_id, steps=upscale.steps, seed=source.seed)
+        recipe_.update({k: getattr(upscale, k) for k in ("guidance", "noise_level") if getattr(upscale, k) is not None})
+    return recipe_
 
 
 def output_size(picture: Picture, upscale: Upscale | None) -> tuple[int, int]:

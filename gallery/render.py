@@ -37,7 +37,11 @@ def auto_batch_size(picture: Picture, device: str) -> int:
     """A first guess that fills a GPU for small latents; out-of-memory halves it anyway."""
     if device.startswith("cuda"):
         return max(1, min(64, (256 * 256 * 16) // (picture.width * picture.height)))
-    return 1 if device == "mps" else 4
+    if device == "mps":
+        return 1
+    # On a CPU 4 is enough for 256px and up; tiny images need more per call to keep the cores busy
+    # (the 64px demo model: 7.5 img/s at 4, 11.1 at 16; BENCHMARKS.md).
+    return max(4, min(16, (128 * 128 * 4) // (picture.width * picture.height)))
 
 
 class Renderer:
@@ -63,8 +67,6 @@ class Renderer:
         return pipe
 
     def render(self, jobs: Sequence[Job], cache: Cache, progress=None) -> RenderReport:
-        import torch
-
         report = RenderReport(device=self.target.device, dtype=self.target.dtype)
         started = time.perf_counter()
         versions = loading.versions()
@@ -74,25 +76,14 @@ class Renderer:
                 pipe = self.pipeline(picture)
                 kwargs = self._call_kwargs(pipe, picture, group)
                 batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
-                i = 0
-                while i < len(group):
-                    chunk = group[i : i + batch]
-                    t0 = time.perf_counter()
-                    try:
-                        images = self._run(pipe, chunk, kwargs)
-                    except _OOM:
-                        if batch == 1:
-                            raise RenderError("out of GPU memory at batch size 1; set render.attention_slicing, "
-                                              "render.vae_tiling or render.cpu_offload, or a smaller size") from None
-                        batch = max(1, batch // 2)
-                        self.warn(f"out of GPU memory: batch size halved to {batch}")
-                        _free_memory(torch)
-                        continue
-                    seconds = (time.perf_counter() - t0) / len(chunk)
+                at_one = ("out of GPU memory at batch size 1; set render.attention_slicing, "
+                          "render.vae_tiling or render.cpu_offload, or a smaller size")
+                for chunk, images, seconds in in_batches(group, batch, lambda c: self._run(pipe, c, kwargs),
+                                                         self.warn, "batch size", at_one):
                     made = {"device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
                             "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
                             "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
-                            "seconds": round(seconds, 4), "versions": versions,
+                            "seconds": round(seconds / len(chunk), 4), "versions": versions,
                             "process": f"{self.share.rank}/{self.share.world}"}
                     for job, array in zip(chunk, images):
                         fault = image_fault(array)
@@ -100,12 +91,11 @@ class Renderer:
                             report.rejected.append((job, fault))
                             continue
                         pending.append(writer.submit(_store, cache, job, array, made))
-                    pending = _drain(pending, block=len(pending) > 2 * batch)
+                    pending = _drain(pending, block=len(pending) > 2 * len(chunk))
                     if progress is not None:
                         progress.update(len(chunk))
                     report.rendered += len(chunk)
                     report.batch_size = max(report.batch_size, len(chunk))  # what was used, not what was set
-                    i += len(chunk)
             _drain(pending, block=True)
         report.seconds = time.perf_counter() - started
         report.warnings = sorted(self._warned)
@@ -130,13 +120,8 @@ class Renderer:
         call = dict(kwargs)
         if "negative_prompt" in call:
             call["negative_prompt"] = [call["negative_prompt"]] * len(chunk)
-        try:
-            with torch.inference_mode():
-                out = pipe(prompt=[job.prompt for job in chunk], generator=generators, **call)
-        except Exception as err:
-            if _is_oom(err):
-                raise _OOM() from None
-            raise
+        with torch.inference_mode():
+            out = pipe(prompt=[job.prompt for job in chunk], generator=generators, **call)
         images = out.images if hasattr(out, "images") else out[0]
         if len(images) and hasattr(images[0], "convert"):  # a pipeline that ignores output_type="np"
             import numpy as np
@@ -152,11 +137,36 @@ class Renderer:
             self.warn(f"warning: {message}")
 
 
-class _OOM(Exception):
-    pass
+def in_batches(items: Sequence, batch: int, call: Callable, warn: Callable[[str], None], what: str, at_one: str):
+    """(chunk, call(chunk), seconds) for `items` in chunks of `batch`. Out of GPU memory halves the
+    batch and tries the chunk again; at batch size 1 it is a RenderError saying `at_one`."""
+    import torch
+
+    i = 0
+    while i < len(items):
+        chunk = items[i : i + batch]
+        t0 = time.perf_counter()
+        try:
+            result = call(chunk)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            result = _OUT_OF_MEMORY  # leaving the except block drops the error and the tensors it holds
+        if result is _OUT_OF_MEMORY:
+            if batch == 1:
+                raise RenderError(at_one)
+            batch = max(1, batch // 2)
+            warn(f"out of GPU memory: {what} halved to {batch}")
+            free_memory(torch)
+            continue
+        yield chunk, result, time.perf_counter() - t0
+        i += len(chunk)
 
 
-def _is_oom(err: BaseException) -> bool:
+_OUT_OF_MEMORY = object()
+
+
+def is_out_of_memory(err: BaseException) -> bool:
     import torch
 
     oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
@@ -164,7 +174,7 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, oom_types) or "out of memory" in str(err).lower()
 
 
-def _free_memory(torch) -> None:
+def free_memory(torch) -> None:
     import gc
 
     gc.collect()

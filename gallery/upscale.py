@@ -1,8 +1,10 @@
 """The optional upscale stage: cached renders -> upscaled entries in the same cache.
 
 Each upscaled image is an entry of its own, keyed by the source image's key and the upscaler
-(see plan.UpscaleJob), written like a render (PNG with its recipe, then the sidecar). Lanczos
-(Pillow) needs no model; the work goes to every core (gallery.pool).
+with its settings (see plan.UpscaleJob), written like a render (PNG with its recipe, then the
+sidecar). Lanczos (Pillow) needs no model; the work goes to every core (gallery.pool). A model
+upscaler (gallery.latent_upscale) runs here, in this process, on the render device; its 4x
+result is resized with Lanczos where another factor or size was asked.
 """
 
 from __future__ import annotations
@@ -24,29 +26,48 @@ def missing(plan: Plan, entries: dict[str, dict]) -> list[UpscaleJob]:
             and u.key not in entries]
 
 
-def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> None:
-    map_images(_upscale, [_task(cache, u) for u in todo], few=16, chunksize=4,
-               on_each=(lambda: progress.update(1)) if progress is not None else None)
+def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> list[tuple[UpscaleJob, str]]:
+    """Upscale `todo` into the cache; return the images that came out unusable (not cached), and why."""
+    if not plan.config.upscale.model:
+        map_images(_lanczos, [_task(cache, u) for u in todo], few=16, chunksize=4,
+                   on_each=(lambda: progress.update(1)) if progress is not None else None)
+        return []
+    from gallery.latent_upscale import LatentUpscaler  # imports torch: only now that a model must run
+
+    upscaler = LatentUpscaler(plan.config.upscale, plan.config.runtime)
+    report = upscaler.run(todo, source=lambda u: cache.png_path(u.source.key),
+                          store=lambda u, image, made: _store(_task(cache, u), image, made), progress=progress)
+    return report.rejected
 
 
 def _task(cache: Cache, u: UpscaleJob) -> dict:
     job = u.source
     parameters = metadata.a1111_parameters(job.recipe, job.picture.model_name)
     scale = u.upscale.factor or round(u.upscale.size / max(job.picture.width, job.picture.height), 3)
+    hires = f"Hires upscale: {scale}, Hires upscaler: {u.upscale.label}"
+    if u.upscale.steps:
+        hires += f", Hires steps: {u.upscale.steps}"
     return {
         "root": str(cache.root), "source": str(cache.png_path(job.key)), "key": u.key,
         "size": output_size(job.picture, u.upscale), "recipe": u.recipe,
-        # A1111 writes its "hires" upscale on the settings line
-        "parameters": f"{parameters}, Hires upscale: {scale}, Hires upscaler: {u.upscale.label}",
+        "parameters": f"{parameters}, {hires}",  # A1111 writes its "hires" upscale on the settings line
         "sidecar": {"key": u.key, "source": job.key, "cell": list(job.cell), "sample": job.sample,
                     "recipe": u.recipe, "source_recipe": job.recipe, "upscaler": u.upscale.label},
     }
 
 
-def _upscale(task: dict) -> None:
+def _lanczos(task: dict) -> None:
     with Image.open(task["source"]) as source:
-        image = source.convert("RGB").resize(tuple(task["size"]), Image.LANCZOS)
+        image = source.convert("RGB")
+    _store(task, image, {})
+
+
+def _store(task: dict, image: Image.Image, made: dict) -> None:
+    """Bring `image` to the asked size (Lanczos) and put it in the cache with its recipe."""
+    size = tuple(task["size"])
+    if image.size != size:
+        image = image.resize(size, Image.LANCZOS)
     png = metadata.encode_png(image, task["parameters"], task["recipe"])
-    sidecar = dict(task["sidecar"], made={"created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+    sidecar = dict(task["sidecar"], made=dict(made, created=datetime.now(timezone.utc).isoformat(timespec="seconds")),
                    png={"width": image.width, "height": image.height})
     Cache(Path(task["root"])).put(task["key"], png, sidecar)

@@ -26,6 +26,20 @@ def tiny_ldm(tmp_path_factory) -> Path:
     return build_tiny_ldm(tmp_path_factory.mktemp("models") / "tiny-ldm")
 
 
+@pytest.fixture(scope="session")
+def tiny_ldsr(tmp_path_factory) -> Path:
+    from tiny_pipelines import build_tiny_ldsr
+
+    return build_tiny_ldsr(tmp_path_factory.mktemp("models") / "tiny-ldsr")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_upscaler(tmp_path_factory) -> Path:
+    from tiny_pipelines import build_tiny_sd_upscaler
+
+    return build_tiny_sd_upscaler(tmp_path_factory.mktemp("models") / "tiny-sd-x4")
+
+
 def write_prompts(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "prompts.yaml"

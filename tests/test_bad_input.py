@@ -1,7 +1,8 @@
 """Nothing lost, nothing corrupted: every broken prompts.yaml gives one clear message and writes nothing.
 
-tests/bad_prompts/NN-name.yaml is a corpus of broken files; the first line of each says what the
-user must be told: `# expect: line=N key=dotted.key contains=text` (key `-`: none applies).
+tests/bad_prompts/NN-name.yaml (and NNN-name.yaml) is a corpus of broken files; the first line of
+each says what the user must be told: `# expect: line=N key=dotted.key contains=text` (key `-`:
+none applies).
 """
 
 import os
@@ -24,7 +25,7 @@ from gallery.config import Config, load_config
 from gallery.errors import ConfigError
 
 CORPUS_DIR = Path(__file__).resolve().parent / "bad_prompts"
-CORPUS = sorted(CORPUS_DIR.glob("[0-9][0-9]-*.yaml"))
+CORPUS = sorted(CORPUS_DIR.glob("[0-9][0-9]-*.yaml")) + sorted(CORPUS_DIR.glob("[0-9][0-9][0-9]-*.yaml"))
 EXPECT = re.compile(r"# expect: line=(\d+) key=(.+?) contains=(.+)")
 
 
@@ -114,14 +115,15 @@ def test_too_many_images_stops_before_torch_and_writes_nothing(tmp_path):
 
 # -- property: load_config returns a Config or raises ConfigError, never anything else --------------
 
-KEY_NAMES = sorted(set(config_module.TOP_KEYS + config_module.PICTURE_KEYS + config_module.RUNTIME_KEYS + (
+KEY_NAMES = sorted(set(config_module.TOP_KEYS + config_module.PICTURE_KEYS + config_module.RUNTIME_KEYS
+                       + config_module.UPSCALE_KEYS + (
     "options", "label", "prompt", "slug", "title", "description", "importance", "category", "layout", "default",
     "cover", "intro", "body", "url", "baseurl", "cache", "site", "templates", "max_images", "subject", "style",
     "cat", "dog", "Cat", "<<", "use_karras_sigmas")))
 VALUES = ["auto", "cpu", "cuda:0", "ddim", "euler_a", "DDIMScheduler", "StableDiffusionPipeline", "float16",
           "./model.ckpt", "./missing", ".", "~", "owner/name", "{subject}", "{subject} {style}", "{", "}",
           "/repo", "repo/", "cat", "yes", "no", "sequential", "", " ", "\n", "\x00", "caf\u00e9", "\U0001f431",
-          "\u202e", "..", "a/b", "{{ site.title }}", "<script>"]
+          "\u202e", "..", "a/b", "{{ site.title }}", "<script>", "lanczos", "ldsr", "sd-x4", "./x.pth"]
 
 safe_keys = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,6}", fullmatch=True)
 keys = st.one_of(st.sampled_from(KEY_NAMES), safe_keys, st.text(min_size=1, max_size=8))
@@ -146,7 +148,8 @@ shaped = st.fixed_dictionaries(  # near-valid files, to get past the first check
     {"axes": st.dictionaries(st.sampled_from(["subject", "style"]) | safe_keys | some_keys, axis,
                              min_size=1, max_size=3)},
     optional={"render": settings_like, "page": settings_like, "site": settings_like, "paths": settings_like,
-              "limits": settings_like, "prompt": st.sampled_from(VALUES) | st.text(max_size=12)},
+              "limits": settings_like, "upscale": settings_like,
+              "prompt": st.sampled_from(VALUES) | st.text(max_size=12)},
 )
 TOKENS = ["axes:", "render:", "subject:", "cat: a cat", "\n", "\n  ", "\n    ", "\t", " ", ": ", "- ", "[", "]",
           "{", "}", ",", "&a ", "*a", "<<: ", "!!", "!!binary ", "!!float ", "? ", "|", ">", "'", '"', "#", "---",

@@ -1,11 +1,15 @@
 """The optional upscale stage: cached like renders, only re-run when the upscaler changes."""
 
+import itertools
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_prompts
+from conftest import REPO, files_under, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -59,3 +63,203 @@ def test_upscale_settings_are_checked(tmp_path):
         with pytest.raises(ConfigError) as info:
             load_config(prompts)
         assert needle in str(info.value) and info.value.line == 2
+
+
+# -- model upscalers: diffusers' latent upscalers, tiny random-weight ones built in code -------------
+
+def sidecars(prompts, upscaled: bool) -> dict[str, dict]:
+    """key -> sidecar of the cache's upscaled entries (or its renders)."""
+    found = {}
+    for path in (load_config(prompts).cache_dir / "images").rglob("*.json"):
+        side = json.loads(path.read_text())
+        if ("source" in side) == upscaled:
+            found[side["key"]] = side
+    return found
+
+
+def mtimes(prompts, keys) -> dict[str, int]:
+    cache = Cache(load_config(prompts).cache_dir)
+    return {k: (cache.png_path(k).stat().st_mtime_ns, cache.sidecar_path(k).stat().st_mtime_ns) for k in keys}
+
+
+def test_ldsr_upscales_4x_in_batches_and_a_cached_build_imports_no_torch(tmp_path, tiny_sd, tiny_ldsr, capsys):
+    prompts = with_upscale(small_project(tmp_path, tiny_sd),
+                           f"upscale: {{upscaler: ldsr, model: {tiny_ldsr}, steps: 2, batch_size: 3}}\n")
+    assert main(["build", "-c", str(prompts)]) == 0
+    out = capsys.readouterr().out
+    assert "render: 8 images" in out and "upscale: 8 images (LDSR (tiny-ldsr) 4x)" in out
+    upscaled = sidecars(prompts, upscaled=True)
+    assert len(upscaled) == 8
+    config = load_config(prompts)
+    cache = Cache(config.cache_dir)
+    side = next(iter(upscaled.values()))
+    assert side["png"]["width"] == side["png"]["height"] == 256  # the model's own 4x: no resize
+    assert side["recipe"]["model"].startswith("sha256:") and side["recipe"]["steps"] == 2
+    assert side["recipe"]["seed"] == side["source_recipe"]["seed"]  # the source's seed draws the noise
+    assert side["made"]["pipeline"] == "LDMSuperResolutionPipeline" and side["made"]["batch_size"] in (1, 2, 3)
+    assert Image.open(cache.png_path(side["key"])).size == (256, 256)
+    assert read_parameters(cache.png_path(side["key"]).read_bytes()).endswith(
+        "Hires upscale: 4, Hires upscaler: LDSR (tiny-ldsr) 4x, Hires steps: 2")
+    cell = json.loads((config.site_dir / "assets/img/tiny-test/dog/ink/cell.json").read_text())
+    assert cell["full_size"] == [256, 256] and cell["settings"]["upscaler"] == "LDSR (tiny-ldsr) 4x"
+
+    # a batch gives the same pictures as one image at a time (each draws its own noise)
+    batched = {key: np.asarray(Image.open(cache.png_path(key)), dtype=int) for key in upscaled}
+    for key in upscaled:
+        cache.remove(key)
+    prompts.write_text(prompts.read_text().replace("batch_size: 3", "batch_size: 1"))  # not in the key
+    assert main(["build", "-c", str(prompts)]) == 0
+    assert "all 8 images are cached" in (out := capsys.readouterr().out) and "upscale: 8 images" in out
+    for key, pixels in batched.items():
+        assert np.abs(np.asarray(Image.open(cache.png_path(key)), dtype=int) - pixels).max() <= 2
+
+    # nothing to do the second time, and no torch for it
+    stamps = mtimes(prompts, cache_entries(prompts))
+    code = ("import sys; from gallery.cli import main; rc = main(['build', '-c', sys.argv[1]]); "
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+            "print('heavy:', heavy); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, str(prompts)], capture_output=True, text=True, check=True)
+    assert "heavy: []" in result.stdout and "all 8 images are cached" in result.stdout
+    assert "upscale:" not in result.stdout and mtimes(prompts, stamps) == stamps
+
+
+def test_switching_to_the_sd_x4_upscaler_reruns_only_the_upscale_stage(tmp_path, tiny_sd, tiny_sd_upscaler, capsys):
+    prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos, factor: 2}\n")
+    assert main(["build", "-c", str(prompts)]) == 0
+    renders = sidecars(prompts, upscaled=False)
+    rendered = mtimes(prompts, renders)
+    lanczos = set(sidecars(prompts, upscaled=True))
+    capsys.readouterr()
+
+    text = prompts.read_text()
+    prompts.write_text(text.replace("upscale: {upscaler: lanczos, factor: 2}",
+                                    f"upscale: {{upscaler: sd-x4, model: {tiny_sd_upscaler}, factor: 2, steps: 2, "
+                                    "batch_size: 4}"))
+    assert main(["build", "-c", str(prompts)]) == 0
+    out = capsys.readouterr().out
+    assert "all 8 images are cached" in out and "upscale: 8 images (SD x4 upscaler (tiny-sd-x4) 2x)" in out
+    assert mtimes(prompts, renders) == rendered  # the renders are untouched
+    upscaled = {k: s for k, s in sidecars(prompts, upscaled=True).items() if k not in lanczos}
+    assert len(upscaled) == 8
+    side = next(s for s in upscaled.values() if s["cell"] == ["dog", "ink"])
+    assert side["png"]["width"] == side["png"]["height"] == 128  # the model's 4x, resized to the 2x asked
+    assert side["recipe"]["guidance"] == 9.0 and side["recipe"]["noise_level"] == 20
+    assert side["made"]["pipeline"] == "StableDiffusionUpscalePipeline"
+    parameters = read_parameters(Cache(load_config(prompts).cache_dir).png_path(side["key"]).read_bytes())
+    assert parameters.startswith("a dog ink drawing\n")  # the source's recipe, prompt first
+    assert "Hires upscale: 2, Hires upscaler: SD x4 upscaler (tiny-sd-x4) 2x, Hires steps: 2" in parameters
+    cell = json.loads((load_config(prompts).site_dir / "assets/img/tiny-test/dog/ink/cell.json").read_text())
+    assert cell["full_size"] == [128, 128] and cell["settings"]["upscaler"] == "SD x4 upscaler (tiny-sd-x4) 2x"
+
+    # a setting of the upscaler is in its key: only this stage runs again
+    prompts.write_text(prompts.read_text().replace("steps: 2, batch_size: 4}", "steps: 2, batch_size: 4, "
+                                                                               "noise_level: 50}"))
+    assert main(["build", "-c", str(prompts)]) == 0
+    out = capsys.readouterr().out
+    assert "all 8 images are cached" in out and "upscale: 8 images" in out
+    assert mtimes(prompts, renders) == rendered
+
+
+def test_model_upscaler_settings_and_defaults(tmp_path, tiny_ldsr):
+    config = load_config(write_prompts(tmp_path, "axes: {s: {a: a}}\nupscale: {upscaler: ldsr}\n"))
+    u = config.upscale
+    assert (u.model, u.revision, u.factor, u.steps, u.guidance, u.noise_level, u.batch_size) == (
+        "CompVis/ldm-super-resolution-4x-openimages", None, 4, 100, None, None, None)
+    assert u.label == "LDSR 4x"
+    config = load_config(write_prompts(tmp_path, "axes: {s: {a: a}}\nupscale: {upscaler: SD-X4, size: 1024}\n"))
+    u = config.upscale
+    assert (u.model, u.steps, u.guidance, u.noise_level, u.factor, u.size) == (
+        "stabilityai/stable-diffusion-x4-upscaler", 75, 9.0, 20, None, 1024)
+    assert u.label == "SD x4 upscaler to 1024px"
+    config = load_config(write_prompts(tmp_path, f"axes: {{s: {{a: a}}}}\nupscale: {{upscaler: ldsr, model: "
+                                                 f"{tiny_ldsr}, factor: 2}}\n"))
+    assert config.upscale.model == str(tiny_ldsr) and config.upscale.label == "LDSR (tiny-ldsr) 2x"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("upscale: {upscaler: lanczos, steps: 20}\n", "upscaler 'lanczos' takes no steps"),
+    ("upscale: {upscaler: ldsr, noise_level: 20}\n", "upscaler 'ldsr' takes no noise_level"),
+    ("upscale: {upscaler: sd-x4, noise_level: 351}\n", "between 0 and 350"),
+    ("upscale: {upscaler: sd-x4, steps: 0}\n", "between 1 and 1000"),
+    ("upscale: {upscaler: real-esrgan}\n", "Real-ESRGAN weights are not supported yet"),
+    ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.pth}\n", "a pickle"),
+    ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.safetensors}\n", "needs a diffusers folder or hub id"),
+    ("upscale: {upscaler: ldsr, model: ./models/ldsr}\n", "no such file or folder"),
+    ("upscale: {upscaler: sd-x4, model: ./prompts.yaml}\n", "is not a folder"),
+])
+def test_model_upscaler_mistakes_are_one_message(tmp_path, capsys, text, needle):
+    prompts = write_prompts(tmp_path, "axes: {s: {a: a}}\n" + text)
+    before = files_under(tmp_path)
+    assert main(["build", "-c", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.startswith(f"error: {prompts}:2: upscale.") and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2 and files_under(tmp_path) == before
+
+
+def test_a_model_that_is_no_upscaler_stops_the_build_before_rendering(tmp_path, tiny_sd, tiny_ldsr, capsys):
+    for upscaler, model, needle in (
+            ("ldsr", tiny_sd, "is a StableDiffusionPipeline, not the LDMSuperResolutionPipeline that upscaler 'ldsr' "
+                              "needs; give a model such as CompVis/ldm-super-resolution-4x-openimages"),
+            ("sd-x4", tiny_ldsr, "is a LDMSuperResolutionPipeline, not the StableDiffusionUpscalePipeline that "
+                                 "upscaler 'sd-x4' needs; for this model write upscaler: ldsr")):
+        project = tmp_path / upscaler
+        prompts = with_upscale(small_project(project, tiny_sd), f"upscale: {{upscaler: {upscaler}, model: {model}}}\n")
+        before = files_under(project)
+        assert main(["build", "-c", str(prompts)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+        assert files_under(project) == before  # nothing rendered
+
+
+def test_an_upscaler_from_the_hub_offline_stops_before_rendering(tmp_path, tiny_sd, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    prompts = with_upscale(small_project(tmp_path / "project", tiny_sd), "upscale: {upscaler: sd-x4}\n")
+    before = files_under(tmp_path / "project")
+    assert main(["build", "-c", str(prompts)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "stabilityai/stable-diffusion-x4-upscaler" in err and "set upscale.model to a local diffusers folder" in err
+    assert len(err.splitlines()) == 1 and files_under(tmp_path / "project") == before
+
+
+def test_the_examples_commented_upscale_step_loads(tmp_path):
+    """prompts.yaml documents the original's 2x step, commented out; uncommented it must be valid."""
+    text = (REPO / "prompts.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    start = lines.index("# upscale:")
+    block = [lines[start]] + list(itertools.takewhile(lambda l: l.startswith("#   "), lines[start + 1:]))
+    assert len(block) > 2
+    uncommented = text.replace("\n".join(block), "\n".join(l[2:] for l in block))
+    (tmp_path / "prompts.yaml").write_text(uncommented, encoding="utf-8")
+    upscale = load_config(tmp_path / "prompts.yaml").upscale
+    assert (upscale.upscaler, upscale.factor) == ("ldsr", 2)
+    assert upscale.model == "CompVis/ldm-super-resolution-4x-openimages"
+
+
+def test_out_of_memory_halves_the_upscale_batch(tmp_path, tiny_sd, tiny_ldsr, monkeypatch, capsys):
+    import torch
+
+    from gallery import loading
+
+    real_load = loading.load_upscaler
+    sizes = []
+
+    def load_with_small_gpu(*args, **kwargs):
+        pipe = real_load(*args, **kwargs)
+        cls = type(pipe)
+
+        def call(self, *a, **kw):
+            sizes.append(len(kw["image"]))
+            if len(kw["image"]) > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return cls.__call__(self, *a, **kw)
+
+        pipe.__class__ = type(cls.__name__, (cls,), {"__call__": call})
+        return pipe
+
+    monkeypatch.setattr(loading, "load_upscaler", load_with_small_gpu)
+    prompts = with_upscale(small_project(tmp_path, tiny_sd),
+                           f"upscale: {{upscaler: ldsr, model: {tiny_ldsr}, steps: 1, batch_size: 8}}\n")
+    assert main(["build", "-c", str(prompts)]) == 0
+    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
+    assert "upscale batch size halved to 2" in capsys.readouterr().err
+    assert len(sidecars(prompts, upscaled=True)) == 8

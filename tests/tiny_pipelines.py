@@ -1,4 +1,4 @@
-"""Tiny random-weight text-to-image pipelines, saved to disk like a hub snapshot.
+"""Tiny random-weight text-to-image pipelines and latent upscalers, saved to disk like a hub snapshot.
 
 The hub cannot be reached from the test machines, so the tests build the same architectures a
 real model uses (Stable Diffusion, latent diffusion) at toy sizes, save them with
@@ -86,14 +86,10 @@ def _tiny_vae():
     )
 
 
-def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
-    """A Stable-Diffusion-1.x-shaped pipeline (StableDiffusionPipeline) at toy size."""
-    import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+def _tiny_text_encoder():
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
+    return CLIPTextModel(
         CLIPTextConfig(
             vocab_size=49408,
             hidden_size=32,
@@ -106,6 +102,15 @@ def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
             pad_token_id=49407,
         )
     )
+
+
+def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
+    """A Stable-Diffusion-1.x-shaped pipeline (StableDiffusionPipeline) at toy size."""
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    torch.manual_seed(seed)
+    text_encoder = _tiny_text_encoder()  # drawn first, so the tiny model keeps the weights it always had
     pipe = StableDiffusionPipeline(
         vae=_tiny_vae(),
         text_encoder=text_encoder,
@@ -146,6 +151,63 @@ def build_tiny_ldm(directory: Path, seed: int = 0) -> Path:
         tokenizer=clip_tokenizer(directory.parent),
         unet=_tiny_unet(32),
         scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1),
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_ldsr(directory: Path, seed: int = 0) -> Path:
+    """CompVis's latent-diffusion super-resolution (LDMSuperResolutionPipeline) at toy size: a UNet
+    on the low-res image's grid (3 noise + 3 image channels) and a VQ decoder that scales 4x."""
+    import torch
+    from diffusers import DDIMScheduler, LDMSuperResolutionPipeline, UNet2DModel, VQModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=16, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
+    vqvae = VQModel(
+        in_channels=3, out_channels=3, block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=3, num_vq_embeddings=64, norm_num_groups=8,
+        layers_per_block=1,
+    )
+    scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0155, beta_schedule="scaled_linear", clip_sample=False)
+    LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler).save_pretrained(
+        directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_sd_upscaler(directory: Path, seed: int = 0) -> Path:
+    """Stability's x4 upscaler (StableDiffusionUpscalePipeline) at toy size: a text-conditioned UNet
+    on the low-res grid (4 latent + 3 image channels, the noise level as class label) and a VAE
+    that scales 4x."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, \
+        UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=7, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        # attention on the coarser level only, as in the real one: a 64px source is 4,096 tokens at full size
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8, num_class_embeds=1000,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
+        scaling_factor=0.08333,
+    )
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=_tiny_text_encoder(),
+        tokenizer=clip_tokenizer(directory.parent),
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear"),
+        scheduler=DDIMScheduler(beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
+                                prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False),
+        max_noise_level=350,
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory

@@ -1,0 +1,133 @@
+"""Cached renders -> 4x pictures through diffusers' latent upscalers. The only place that runs one.
+
+LDSR (LDMSuperResolutionPipeline) takes the image alone; the SD x4 upscaler
+(StableDiffusionUpscalePipeline) also takes a prompt: the source image's own. Images of one size
+share a pipeline call; each draws its noise from a CPU generator seeded with its source's seed, so
+an image comes out the same alone or in any batch, on any device. Out of memory halves the batch,
+as rendering does.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from gallery import loading
+from gallery.config import Runtime, Upscale
+from gallery.errors import RenderError
+from gallery.plan import UpscaleJob
+from gallery.render import free_memory, image_fault, in_batches
+
+
+@dataclass
+class UpscaleReport:
+    upscaled: int = 0
+    batch_size: int = 0
+    rejected: list[tuple[UpscaleJob, str]] = field(default_factory=list)  # not cached, and why
+
+
+def auto_batch_size(width: int, height: int, device: str) -> int:
+    """A first guess: a few 256px sources per call on a GPU (out-of-memory halves it); one elsewhere,
+    where a batch gains nothing and only holds more memory."""
+    if device.startswith("cuda"):
+        return max(1, min(16, (256 * 256 * 4) // (width * height)))
+    return 1
+
+
+class LatentUpscaler:
+    def __init__(self, upscale: Upscale, runtime: Runtime, *,
+                 warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
+        import torch
+
+        self.upscale = upscale
+        self.warn = warn
+        self.target = loading.choose_target(runtime)
+        free_memory(torch)  # the render pipeline, if this build rendered, is garbage now: let its memory go first
+        self.pipe = loading.load_upscaler(upscale, self.target, runtime)
+
+    def run(self, todo: Sequence[UpscaleJob], source: Callable[[UpscaleJob], Path],
+            store: Callable[[UpscaleJob, object, dict], None], progress=None) -> UpscaleReport:
+        """Upscale each job's source PNG (`source` says where it is) and hand the 4x image to `store`."""
+        report = UpscaleReport()
+        versions = loading.versions()
+        for (width, height), group in _by_size(todo).items():
+            batch = self.upscale.batch_size or auto_batch_size(width, height, self.target.device)
+            at_one = ("out of GPU memory upscaling one image; set render.attention_slicing, "
+                      "render.vae_tiling or render.cpu_offload, or use upscaler: lanczos")
+            for chunk, arrays, seconds in in_batches(group, batch, lambda c: self._call(_open(c, source), c),
+                                                     self.warn, "upscale batch size", at_one):
+                made = {"device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
+                        "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
+                        "seconds": round(seconds / len(chunk), 4), "versions": versions}
+                for u, array in zip(chunk, arrays):
+                    fault = image_fault(array)
+                    if fault:
+                        report.rejected.append((u, fault))
+                    else:  # written here, not in a thread: a model call takes far longer than a PNG
+                        store(u, _to_image(array), made)
+                if progress is not None:
+                    progress.update(len(chunk))
+                report.upscaled += len(chunk)
+                report.batch_size = max(report.batch_size, len(chunk))
+        return report
+
+    def _call(self, images: list, chunk: Sequence[UpscaleJob]):
+        """One pipeline call: float images (height, width, 3) in 0..1, one per job."""
+        import torch
+
+        generators = [torch.Generator("cpu").manual_seed(u.source.seed) for u in chunk]
+        kwargs = {"num_inference_steps": self.upscale.steps, "generator": generators,
+                  "output_type": "pt"}  # LDSR's "np" cannot convert bfloat16; we convert below
+        if self.upscale.guidance is not None:  # the SD x4 upscaler: text-conditioned
+            kwargs.update(prompt=[u.source.prompt for u in chunk], image=images,
+                          negative_prompt=[u.source.picture.negative_prompt for u in chunk],
+                          guidance_scale=self.upscale.guidance, noise_level=self.upscale.noise_level)
+        else:  # LDSR takes a batch only as a tensor
+            kwargs.update(image=torch.cat([_ldsr_input(image) for image in images]))
+        with torch.inference_mode():
+            out = self.pipe(**kwargs)
+        pictures = out.images.float().cpu().permute(0, 2, 3, 1).numpy()
+        if len(pictures) != len(chunk):
+            raise RenderError(f"{type(self.pipe).__name__} returned {len(pictures)} images for {len(chunk)} sources")
+        return pictures
+
+
+def _open(chunk: Sequence[UpscaleJob], source: Callable) -> list:
+    from PIL import Image
+
+    images = []
+    for u in chunk:
+        with Image.open(source(u)) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+def _by_size(todo: Sequence[UpscaleJob]) -> dict[tuple[int, int], list[UpscaleJob]]:
+    """Jobs whose sources can share one call (one tensor), in first-seen order."""
+    groups: dict[tuple[int, int], list[UpscaleJob]] = {}
+    for u in todo:
+        groups.setdefault((u.source.picture.width, u.source.picture.height), []).append(u)
+    return groups
+
+
+def _ldsr_input(image):
+    """A PIL image as LDSR's pipeline prepares a single one: sides cut to a multiple of 32 (its UNet's
+    stride), values in -1..1, shape (1, 3, H, W)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    w, h = (x - x % 32 for x in image.size)
+    if (w, h) != image.size:
+        image = image.resize((w, h), Image.LANCZOS)
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.transpose(2, 0, 1)[None].copy()) * 2.0 - 1.0
+
+
+def _to_image(array):
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])

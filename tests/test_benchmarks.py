@@ -1,0 +1,32 @@
+"""The benchmarks run, in their CI-sized form (their figures are for BENCHMARKS.md, not checked here)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
+                            capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_render_speed_on_the_demo_model():
+    out = run("render_speed.py", "--workload", "demo", "--images", "8", "--repeats", "1")
+    row = next(line for line in out.splitlines() if line.startswith("demo "))
+    plain, ours, ratio = re.search(r"([\d.]+)\s+([\d.]+)\s+([\d.]+)x", row).groups()
+    assert float(plain) > 0 and float(ours) > 0 and float(ratio) > 0
+
+
+def test_noop_build_imports_nothing_heavy():
+    out = run("noop_build.py", "--runs", "1", "--big", "0")
+    lines = [line for line in out.splitlines() if "with everything cached" in line]
+    assert len(lines) == 3 and all(line.endswith("imports []") for line in lines), out
