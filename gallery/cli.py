@@ -243,13 +243,7 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict) 
           f"batch up to {report.batch_size}, {report.device}, {report.dtype}); "
           f"{len(plan.jobs) - report.rendered} were cached")
     entries.update(cache.whole_entries(job.key for job in missing))
-    for job, fault in report.rejected:
-        print(f"render: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}",
-              file=sys.stderr)
-    if report.rejected:
-        print(f"render: {len(report.rejected)} images came out unusable and were not cached; the page leaves them "
-              "out, and the next build tries them again", file=sys.stderr)
-    return len(report.rejected)
+    return _report_unusable("render", report.rejected)
 
 
 def _check_upscaler(plan: Plan, entries: dict) -> None:
@@ -280,12 +274,16 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
             rejected = upscale.run(plan, cache, todo, bar)
     entries.update(cache.whole_entries(u.key for u in todo))
     print(f"upscale: {len(todo)} images ({plan.config.upscale.label}) in {_duration(time.perf_counter() - started)}")
-    for u, fault in rejected:
-        job = u.source
-        print(f"upscale: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}",
+    return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])
+
+
+def _report_unusable(stage: str, rejected: list) -> int:
+    """Name each image a stage refused to cache (NaN, black), by its source job; return how many."""
+    for job, fault in rejected:
+        print(f"{stage}: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}",
               file=sys.stderr)
     if rejected:
-        print(f"upscale: {len(rejected)} images came out unusable and were not cached; the page leaves them out, "
+        print(f"{stage}: {len(rejected)} images came out unusable and were not cached; the page leaves them out, "
               "and the next build tries them again", file=sys.stderr)
     return len(rejected)
 

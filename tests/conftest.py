@@ -49,3 +49,30 @@ def write_prompts(folder: Path, text: str) -> Path:
 
 def files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+def small_gpu(monkeypatch, loader: str, batch_argument: str) -> list[int]:
+    """Pipelines from gallery.loading.<loader> raise CUDA out-of-memory on calls of more than 2
+    images (counted by the call's `batch_argument`); returns the batch sizes tried, in order."""
+    import torch
+
+    from gallery import loading
+
+    real_load = getattr(loading, loader)
+    sizes: list[int] = []
+
+    def load_with_small_gpu(*args, **kwargs):
+        pipe = real_load(*args, **kwargs)
+        cls = type(pipe)
+
+        def call(self, *a, **kw):
+            sizes.append(len(kw[batch_argument]))
+            if len(kw[batch_argument]) > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return cls.__call__(self, *a, **kw)
+
+        pipe.__class__ = type(cls.__name__, (cls,), {"__call__": call})
+        return pipe
+
+    monkeypatch.setattr(loading, loader, load_with_small_gpu)
+    return sizes

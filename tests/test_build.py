@@ -1,6 +1,5 @@
 """End to end with tiny random-weight pipelines loaded through the real diffusers path."""
 
-import functools
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from conftest import files_under, write_prompts
+from conftest import files_under, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -157,28 +156,7 @@ def test_half_written_entry_is_rendered_again(tmp_path, tiny_sd, capsys):
 
 
 def test_out_of_memory_halves_the_batch(tmp_path, tiny_sd, monkeypatch, capsys):
-    import torch
-
-    from gallery import loading
-
-    real_load = loading.load_pipeline
-    sizes = []
-
-    def load_with_small_gpu(*args, **kwargs):
-        pipe = real_load(*args, **kwargs)
-        cls = type(pipe)
-
-        @functools.wraps(cls.__call__)
-        def call(self, *a, **kw):
-            sizes.append(len(kw["prompt"]))
-            if len(kw["prompt"]) > 2:
-                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return cls.__call__(self, *a, **kw)
-
-        pipe.__class__ = type(cls.__name__, (cls,), {"__call__": call})
-        return pipe
-
-    monkeypatch.setattr(loading, "load_pipeline", load_with_small_gpu)
+    sizes = small_gpu(monkeypatch, "load_pipeline", "prompt")
     prompts = small_project(tmp_path, tiny_sd, "batch_size: 8")
     assert main(["render", "-c", str(prompts)]) == 0
     assert sizes[:3] == [4, 2, 2] or sizes[0] > 2  # tried big, then halved and went on

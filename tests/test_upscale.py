@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, files_under, write_prompts
+from conftest import REPO, files_under, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -236,27 +236,7 @@ def test_the_examples_commented_upscale_step_loads(tmp_path):
 
 
 def test_out_of_memory_halves_the_upscale_batch(tmp_path, tiny_sd, tiny_ldsr, monkeypatch, capsys):
-    import torch
-
-    from gallery import loading
-
-    real_load = loading.load_upscaler
-    sizes = []
-
-    def load_with_small_gpu(*args, **kwargs):
-        pipe = real_load(*args, **kwargs)
-        cls = type(pipe)
-
-        def call(self, *a, **kw):
-            sizes.append(len(kw["image"]))
-            if len(kw["image"]) > 2:
-                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return cls.__call__(self, *a, **kw)
-
-        pipe.__class__ = type(cls.__name__, (cls,), {"__call__": call})
-        return pipe
-
-    monkeypatch.setattr(loading, "load_upscaler", load_with_small_gpu)
+    sizes = small_gpu(monkeypatch, "load_upscaler", "image")
     prompts = with_upscale(small_project(tmp_path, tiny_sd),
                            f"upscale: {{upscaler: ldsr, model: {tiny_ldsr}, steps: 1, batch_size: 8}}\n")
     assert main(["build", "-c", str(prompts)]) == 0
