@@ -111,26 +111,33 @@ class Upscaler:
 
     label: str  # what the page and the PNG call it
     default_factor: int
-    pipeline: str | None = None  # the diffusers pipeline class of a model upscaler; None: Pillow, no model
+    loader: str = "pillow"  # "pillow" (no model), "diffusers" (a latent upscaler pipeline), "spandrel" (a weights file)
+    pipeline: str | None = None  # the diffusers pipeline class of a latent upscaler
     default_model: str | None = None
     defaults: tuple[tuple[str, Any], ...] = ()  # its own settings (steps, ...) and their defaults
 
     @property
     def settings(self) -> tuple[str, ...]:
         """The keys of prompts.yaml's upscale section this upscaler takes."""
-        model_keys = ("model", "revision", "batch_size") if self.pipeline else ()
+        model_keys = ("model", "revision", "batch_size") if self.loader != "pillow" else ()
         return ("upscaler", "factor", "size") + model_keys + tuple(k for k, _ in self.defaults)
 
 
 # Name in prompts.yaml -> upscaler. The model upscalers' defaults are their pipelines' own.
 UPSCALERS = {
     "lanczos": Upscaler("Lanczos", 2),
-    "ldsr": Upscaler("LDSR", 4, "LDMSuperResolutionPipeline", "CompVis/ldm-super-resolution-4x-openimages",
+    "esrgan": Upscaler("ESRGAN", 2, "spandrel", default_model="ai-forever/Real-ESRGAN/RealESRGAN_x2.pth",
+                       defaults=(("tile", 512), ("tile_overlap", 32))),
+    "ldsr": Upscaler("LDSR", 4, "diffusers", "LDMSuperResolutionPipeline", "CompVis/ldm-super-resolution-4x-openimages",
                      (("steps", 100),)),
-    "sd-x4": Upscaler("SD x4 upscaler", 4, "StableDiffusionUpscalePipeline", "stabilityai/stable-diffusion-x4-upscaler",
+    "sd-x4": Upscaler("SD x4 upscaler", 4, "diffusers", "StableDiffusionUpscalePipeline",
+                      "stabilityai/stable-diffusion-x4-upscaler",
                       (("steps", 75), ("guidance", 9.0), ("noise_level", 20))),
 }
 UPSCALE_KEYS = tuple(dict.fromkeys(k for u in UPSCALERS.values() for k in u.settings))
+# Super-resolution weights files (esrgan). Pickles (.pth ...) are read with torch's weights-only unpickler.
+WEIGHTS_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
+HUB_FILE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+/[\w./-]+$")  # owner/repo/path/in/repo.pth
 MAX_NOISE_LEVEL = 350  # StableDiffusionUpscalePipeline's max_noise_level
 
 
@@ -141,12 +148,14 @@ class Upscale:
     upscaler: str  # a key of UPSCALERS
     factor: int | None  # 2x, 4x ...
     size: int | None  # or a target size for the long side, in pixels
-    model: str | None = None  # model upscalers: hub id, or an absolute path to a local diffusers folder
+    model: str | None = None  # hub id (esrgan: owner/repo/file), or an absolute path to a local folder (esrgan: file)
     revision: str | None = None
     steps: int | None = None
     guidance: float | None = None
     noise_level: int | None = None
-    batch_size: int | None = None  # images per pipeline call; None: chosen from the device
+    tile: int | None = None  # esrgan: tile side in source pixels (0: whole images)
+    tile_overlap: int | None = None  # esrgan: pixels each tile shares with its neighbours, blended
+    batch_size: int | None = None  # images (esrgan: tiles) per model call; None: chosen from the device
 
     @property
     def kind(self) -> Upscaler:
@@ -343,10 +352,10 @@ class _Reader:
         if name == "none":
             return None
         if name not in UPSCALERS:
-            esrgan = "esrgan" in name
             raise self.fail(path + ("upscaler",), f"unknown upscaler {_q(name)}",
                             f"available: none, {', '.join(UPSCALERS)}"
-                            + ("; Real-ESRGAN weights are not supported yet (see the README)" if esrgan else ""))
+                            + ("; for Real-ESRGAN write upscaler: esrgan, with model: its .pth or .safetensors file"
+                               if "esrgan" in name else ""))
         kind = UPSCALERS[name]
         for key in section:
             if key not in kind.settings:
@@ -356,24 +365,34 @@ class _Reader:
             raise self.fail(path + ("size",), "give either factor or size, not both")
         size = self.integer(section, "size", path, None, 64, 8192)
         factor = None if size else self.integer(section, "factor", path, kind.default_factor, 2, 8)
-        if not kind.pipeline:
+        if kind.loader == "pillow":
             return Upscale(name, factor, size)
         defaults = dict(kind.defaults)
+
+        def setting(key: str, read, *bounds):
+            return read(section, key, path, defaults[key], *bounds) if key in defaults else None
+
+        tile = setting("tile", self.integer, 0, 8192)
+        if tile is not None and 0 < tile < 32:
+            raise self.fail(path + ("tile",), "must be 0 (whole images) or at least 32 pixels")
+        overlap = setting("tile_overlap", self.integer, 0, 1024)
+        if tile and overlap is not None and overlap * 2 >= tile:
+            raise self.fail(path + ("tile_overlap",), f"must be less than half the tile ({tile})",
+                            f"e.g. tile_overlap: {min(32, tile // 4)}")
         return Upscale(
             name, factor, size,
-            model=self.upscale_model(section, path, name),
+            model=(self.weights if kind.loader == "spandrel" else self.upscale_model)(section, path, name),
             revision=self.text(section, "revision", path, None, empty_ok=False),
-            steps=self.integer(section, "steps", path, defaults["steps"], 1, 1000),
-            guidance=self.number(section, "guidance", path, defaults["guidance"], 0.0, 100.0)
-            if "guidance" in defaults else None,
-            noise_level=self.integer(section, "noise_level", path, defaults["noise_level"], 0, MAX_NOISE_LEVEL)
-            if "noise_level" in defaults else None,
+            steps=setting("steps", self.integer, 1, 1000),
+            guidance=setting("guidance", self.number, 0.0, 100.0),
+            noise_level=setting("noise_level", self.integer, 0, MAX_NOISE_LEVEL),
+            tile=tile, tile_overlap=overlap,
             batch_size=None if section.get("batch_size") in ("auto", None)
             else self.integer(section, "batch_size", path, None, 1, 4096),
         )
 
     def upscale_model(self, section: dict, path: tuple, name: str) -> str:
-        """A model upscaler's diffusers model: hub id or local folder, checked like render.model."""
+        """A latent upscaler's diffusers model: hub id or local folder, checked like render.model."""
         kind = UPSCALERS[name]
         value = self.text(section, "model", path, None, empty_ok=False)
         if value is None:
@@ -384,9 +403,33 @@ class _Reader:
                             f"{_q(value)} is a single weights file" + (" (a pickle, which can run code when loaded)"
                                                                       if pickle else "")
                             + f"; upscaler '{name}' needs a diffusers folder or hub id",
-                            f"e.g. model: {kind.default_model}. Real-ESRGAN weights files are not supported yet "
-                            "(see the README)")
+                            f"e.g. model: {kind.default_model}; for ESRGAN-family weights files write "
+                            "upscaler: esrgan")
         return self.model(section, path, single_file=False, example=kind.default_model)
+
+    def weights(self, section: dict, path: tuple, name: str) -> str:
+        """A super-resolution weights file: local (.pth, .safetensors ...) or on the hub (owner/repo/file)."""
+        kind = UPSCALERS[name]
+        value = self.text(section, "model", path, None, empty_ok=False)
+        if value is None:
+            return kind.default_model
+        mpath = path + ("model",)
+        kinds = f"a weights file ({', '.join(WEIGHTS_SUFFIXES)}) or a hub file like '{kind.default_model}'"
+        candidate = self.local(value)
+        is_local = value.startswith((".", "/", "~")) or _exists(candidate)
+        if is_local:
+            if not _exists(candidate):
+                raise self.fail(mpath, f"no such file: {_q(candidate or value)}", f"give {kinds}")
+            if candidate.is_dir():
+                raise self.fail(mpath, f"{_q(candidate)} is a folder; upscaler '{name}' needs one weights file",
+                                f"give {kinds}")
+        elif not HUB_FILE.fullmatch(value) or ".." in value:
+            raise self.fail(mpath, f"{_q(value)} is neither an existing file nor a file on the hub",
+                            f"give {kinds} (owner/repo, then the file's path in the repo)")
+        if not value.lower().endswith(WEIGHTS_SUFFIXES):
+            raise self.fail(mpath, f"{_q(value)} is not a weights file upscaler '{name}' reads",
+                            f"give {kinds}; ONNX and NCNN exports are not PyTorch weights")
+        return str(candidate) if is_local else value
 
     def axes(self, value: Any) -> tuple[Axis, ...]:
         axes_map = self.mapping(value, ("axes",), None, "axes")

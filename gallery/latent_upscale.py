@@ -9,23 +9,15 @@ as rendering does.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from gallery import loading
-from gallery.config import Runtime, Upscale
+from gallery.config import Runtime
 from gallery.errors import RenderError
 from gallery.plan import UpscaleJob
-from gallery.render import free_memory, image_fault, in_batches
-
-
-@dataclass
-class UpscaleReport:
-    upscaled: int = 0
-    batch_size: int = 0
-    rejected: list[tuple[UpscaleJob, str]] = field(default_factory=list)  # not cached, and why
+from gallery.render import image_fault, in_batches
+from gallery.upscale import ModelUpscaler, UpscaleReport, by_size, open_rgb, to_image
 
 
 def auto_batch_size(width: int, height: int, device: str) -> int:
@@ -36,28 +28,24 @@ def auto_batch_size(width: int, height: int, device: str) -> int:
     return 1
 
 
-class LatentUpscaler:
-    def __init__(self, upscale: Upscale, runtime: Runtime, *,
-                 warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
-        import torch
-
-        self.upscale = upscale
-        self.warn = warn
-        self.target = loading.choose_target(runtime)
-        free_memory(torch)  # the render pipeline, if this build rendered, is garbage now: let its memory go first
-        self.pipe = loading.load_upscaler(upscale, self.target, runtime)
+class LatentUpscaler(ModelUpscaler):
+    def load(self, runtime: Runtime) -> None:
+        self.pipe = loading.load_upscaler(self.upscale, self.target, runtime)
 
     def run(self, todo: Sequence[UpscaleJob], source: Callable[[UpscaleJob], Path],
             store: Callable[[UpscaleJob, object, dict], None], progress=None) -> UpscaleReport:
         """Upscale each job's source PNG (`source` says where it is) and hand the 4x image to `store`."""
         report = UpscaleReport()
-        versions = loading.versions()
-        for (width, height), group in _by_size(todo).items():
+        versions = loading.versions("diffusers", "transformers")
+
+        def call(chunk: Sequence[UpscaleJob]):
+            return self._call([open_rgb(source(u)) for u in chunk], chunk)
+
+        for (width, height), group in by_size(todo).items():
             batch = self.upscale.batch_size or auto_batch_size(width, height, self.target.device)
             at_one = ("out of GPU memory upscaling one image; set render.attention_slicing, "
                       "render.vae_tiling or render.cpu_offload, or use upscaler: lanczos")
-            for chunk, arrays, seconds in in_batches(group, batch, lambda c: self._call(_open(c, source), c),
-                                                     self.warn, "upscale batch size", at_one):
+            for chunk, arrays, seconds in in_batches(group, batch, call, self.warn, "upscale batch size", at_one):
                 made = {"device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
                         "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
                         "seconds": round(seconds / len(chunk), 4), "versions": versions}
@@ -66,7 +54,7 @@ class LatentUpscaler:
                     if fault:
                         report.rejected.append((u, fault))
                     else:  # written here, not in a thread: a model call takes far longer than a PNG
-                        store(u, _to_image(array), made)
+                        store(u, to_image(array), made)
                 if progress is not None:
                     progress.update(len(chunk))
                 report.upscaled += len(chunk)
@@ -94,24 +82,6 @@ class LatentUpscaler:
         return pictures
 
 
-def _open(chunk: Sequence[UpscaleJob], source: Callable) -> list:
-    from PIL import Image
-
-    images = []
-    for u in chunk:
-        with Image.open(source(u)) as image:
-            images.append(image.convert("RGB"))
-    return images
-
-
-def _by_size(todo: Sequence[UpscaleJob]) -> dict[tuple[int, int], list[UpscaleJob]]:
-    """Jobs whose sources can share one call (one tensor), in first-seen order."""
-    groups: dict[tuple[int, int], list[UpscaleJob]] = {}
-    for u in todo:
-        groups.setdefault((u.source.picture.width, u.source.picture.height), []).append(u)
-    return groups
-
-
 def _ldsr_input(image):
     """A PIL image as LDSR's pipeline prepares a single one: sides cut to a multiple of 32 (its UNet's
     stride), values in -1..1, shape (1, 3, H, W)."""
@@ -125,9 +95,3 @@ def _ldsr_input(image):
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.transpose(2, 0, 1)[None].copy()) * 2.0 - 1.0
 
-
-def _to_image(array):
-    import numpy as np
-    from PIL import Image
-
-    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])

@@ -1,8 +1,9 @@
 """Load a diffusers text-to-image pipeline from a hub id, a local folder or a .safetensors file,
-and a latent upscaler (LDMSuperResolutionPipeline, StableDiffusionUpscalePipeline) from a hub id
-or a local folder, with the same device, dtype and memory choices.
+a latent upscaler (LDMSuperResolutionPipeline, StableDiffusionUpscalePipeline) from a hub id or a
+local folder, and a super-resolution network (ESRGAN family) from a weights file, with the same
+device, dtype and memory choices.
 
-Imports torch/diffusers only when called (as do render.py and latent_upscale.py).
+Imports torch/diffusers/spandrel only when called (as do render.py and the upscalers).
 """
 
 from __future__ import annotations
@@ -123,9 +124,13 @@ def _place(pipe, target: Target, runtime: Runtime) -> None:
 
 
 def check_upscaler(upscale: Upscale) -> None:
-    """Stop on a wrong or unreachable upscaler model before anything is rendered: reads only its
-    model_index.json, no weights."""
+    """Stop on a wrong or unreachable upscaler model before anything is rendered. A latent
+    upscaler: only its model_index.json is read. A weights file: read and recognised, on the CPU
+    (tens of MB; it is fetched from the hub now if it must be)."""
     quiet_libraries()
+    if upscale.kind.loader == "spandrel":
+        load_sr_model(upscale, Target("cpu", "float32"))
+        return
     import diffusers
 
     _upscaler_index(upscale, diffusers)
@@ -167,6 +172,97 @@ def _upscaler_index(upscale: Upscale, diffusers) -> tuple[type, dict, bool]:
     return getattr(diffusers, wanted), config, local_only
 
 
+def load_sr_model(upscale: Upscale, target: Target):
+    """The super-resolution network in `upscale.model`, recognised by spandrel (ESRGAN, Real-ESRGAN,
+    SwinIR, HAT ...): a spandrel ImageModelDescriptor in eval mode, on the target device, in the
+    target dtype where the architecture supports it (else float32)."""
+    import torch
+
+    try:
+        import spandrel
+    except ImportError as err:  # an optional extra: it brings torchvision, which must match the torch build
+        raise ModelLoadError(f"upscaler 'esrgan' needs spandrel ({err}): pip install 'prompt-gallery[esrgan]', "
+                             "after the torchvision that matches your torch") from None
+    name = upscale.model
+    state = _read_weights(_weights_path(upscale), name)
+    try:
+        model = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state))
+    except spandrel.UnsupportedModelError:
+        raise ModelLoadError(f"upscale.model '{name}': spandrel {spandrel.__version__} does not recognise this "
+                             "network; give ESRGAN-family weights (Real-ESRGAN, BSRGAN ...) or another "
+                             "super-resolution model that spandrel supports") from None
+    except Exception as err:  # a known architecture with unexpected shapes, a state dict of odd values ...
+        raise ModelLoadError(f"upscale.model '{name}' cannot be loaded: {type(err).__name__}: {err}"
+                             .splitlines()[0]) from None
+    arch = model.architecture.name
+    if not isinstance(model, spandrel.ImageModelDescriptor) or model.purpose != "SR" or model.scale < 2:
+        raise ModelLoadError(f"upscale.model '{name}' is a model for {model.purpose} ({arch}, {model.scale}x), not "
+                             "a super-resolution model; give one that upscales, such as Real-ESRGAN x2 or x4")
+    if model.input_channels != 3 or model.output_channels != 3:
+        raise ModelLoadError(f"upscale.model '{name}' ({arch}) works on {model.input_channels}-channel images; "
+                             "the gallery's pictures are RGB: give an RGB model")
+    dtype = getattr(torch, target.dtype)
+    if not {torch.float16: model.supports_half, torch.bfloat16: model.supports_bfloat16}.get(dtype, True):
+        dtype = torch.float32
+    model.to(device=torch.device(target.device), dtype=dtype).eval()
+    model.model.to(memory_format=torch.channels_last)  # convolutions ran 1.2x faster so on the CPU (BENCHMARKS.md)
+    return model
+
+
+def _weights_path(upscale: Upscale) -> str:
+    """A local weights file as it is; a hub file (owner/repo/path) from the hub cache, fetched if it must be."""
+    if upscale.is_local:
+        return upscale.model
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    repo, filename = hub_file(upscale.model)
+    cached = try_to_load_from_cache(repo, filename, revision=upscale.revision)
+    if isinstance(cached, str):
+        return cached
+    if not _hub_reachable():
+        raise ModelLoadError(_offline_message(upscale, "upscale.model"))
+    try:
+        return hf_hub_download(repo, filename, revision=upscale.revision)
+    except Exception as err:  # the hub client raises many kinds; all mean "cannot fetch"
+        raise ModelLoadError(_explain_load_failure(upscale, err, "upscale.model")) from None
+
+
+def hub_file(model: str) -> tuple[str, str]:
+    """'owner/repo/path/file.pth' -> ('owner/repo', 'path/file.pth')."""
+    owner, repo, filename = model.split("/", 2)
+    return f"{owner}/{repo}", filename
+
+
+def _read_weights(path: str, name: str) -> dict:
+    """The tensors in a weights file. A pickle (.pth ...) goes through torch's weights-only unpickler,
+    which builds tensors and plain containers and refuses anything else: no code in it runs."""
+    import pickle
+
+    import torch
+
+    try:
+        if path.lower().endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": our message says what matters
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines()]
+        why = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "")
+        raise ModelLoadError(f"upscale.model '{name}' is not a plain file of tensors, so torch's weights-only reader "
+                             f"refused it{f' ({why})' if why else ''}; it is never unpickled in full, which could "
+                             "run code in it. Get the weights as .safetensors, or from a source you trust") from None
+    except Exception as err:  # a truncated download, a TorchScript archive, not weights at all ...
+        raise ModelLoadError(f"upscale.model '{name}' is not a readable weights file: {type(err).__name__}: {err}"
+                             .splitlines()[0]) from None
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"upscale.model '{name}' holds a {type(state).__name__}, not a state dict of tensors")
+    return state
+
+
 def _model_index(model: Picture | Upscale, diffusers, setting: str) -> tuple[dict, bool]:
     """The model's model_index.json, and whether to load it from the local hub cache only (offline)."""
     local_only = False
@@ -188,6 +284,10 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers):
     source = picture.model
     config, local_only = _model_index(picture, diffusers, "render.model")
     cls_name = picture.pipeline if picture.pipeline != "auto" else config.get("_class_name", "DiffusionPipeline")
+    upscaler = next((name for name, u in UPSCALERS.items() if u.pipeline == cls_name), None)
+    if upscaler:  # the SD x4 upscaler's call takes a prompt too, so the check after loading would pass it
+        raise ModelLoadError(f"render.model '{source}' is a {cls_name}, an upscaler, not a text-to-image pipeline; "
+                             f"choose a text-to-image model, and use this one as upscale: {{upscaler: {upscaler}}}")
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise ModelLoadError(f"'{source}' needs pipeline class {cls_name}, which diffusers "
@@ -239,12 +339,16 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
 def _offline_message(picture: Picture | Upscale, setting: str = "render.model") -> str:
     model = picture.model
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    local = "local diffusers folder" + (" or .safetensors file" if setting == "render.model" else "")
+    if isinstance(picture, Upscale) and picture.kind.loader == "spandrel":
+        download, local = " ".join(hub_file(model)), "local .pth or .safetensors file"
+    else:
+        download = model
+        local = "local diffusers folder" + (" or .safetensors file" if setting == "render.model" else "")
     return (f"cannot load model '{model}'"
             + (f" (revision {picture.revision})" if picture.revision else "")
             + ": it is not in the local Hugging Face cache and the hub cannot be reached"
             + (" (HF_HUB_OFFLINE=1)" if offline else "")
-            + f". Run once with network access to download it, or `hf download {model}` on a "
+            + f". Run once with network access to download it, or `hf download {download}` on a "
               f"machine that has it and copy the cache (HF_HOME), or set {setting} to a {local}.")
 
 
@@ -285,14 +389,13 @@ def call_parameters(pipe) -> set[str]:
     return set(inspect.signature(pipe.__call__).parameters)
 
 
-def versions() -> dict[str, str]:
-    import diffusers
+def versions(*libraries: str) -> dict[str, str]:
+    """gallery's and torch's versions, and those of `libraries` (the ones that made the picture)."""
+    import importlib
+
     import torch
-    import transformers
 
     from gallery import __version__
 
-    return {"gallery": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__}
-
-
+    return {"gallery": __version__, "torch": torch.__version__,
+            **{name: importlib.import_module(name).__version__ for name in libraries}}

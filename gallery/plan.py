@@ -128,9 +128,15 @@ def upscale_recipe(source: Job, upscale: Upscale, model_id: str | None = None) -
     """Everything that decides an upscaled picture: its source and the upscaler with its settings."""
     recipe_ = {"format": KEY_FORMAT, "source": source.key, "upscaler": upscale.upscaler, "factor": upscale.factor,
                "size": upscale.size}
-    if upscale.model:  # a diffusion upscaler draws noise: the source's seed, so a column stays comparable
-        recipe_.update(model=model_id, steps=upscale.steps, seed=source.seed)
-        recipe_.update({k: getattr(upscale, k) for k in ("guidance", "noise_level") if getattr(upscale, k) is not None})
+    if upscale.model:
+        recipe_.update(model=model_id)
+        recipe_.update({k: getattr(upscale, k) for k in ("steps", "guidance", "noise_level")
+                        if getattr(upscale, k) is not None})
+    if upscale.tile is not None:  # tiles change a picture a little; a source that fits in one tile is not tiled
+        tiled = upscale.tile and max(source.picture.width, source.picture.height) > upscale.tile
+        recipe_.update(tile=upscale.tile if tiled else 0, tile_overlap=upscale.tile_overlap if tiled else 0)
+    if upscale.kind.loader == "diffusers":  # it draws noise: the source's seed, so a column stays comparable
+        recipe_.update(seed=source.seed)
     return recipe_
 
 

@@ -69,7 +69,7 @@ class Renderer:
     def render(self, jobs: Sequence[Job], cache: Cache, progress=None) -> RenderReport:
         report = RenderReport(device=self.target.device, dtype=self.target.dtype)
         started = time.perf_counter()
-        versions = loading.versions()
+        versions = loading.versions("diffusers", "transformers")
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gallery-write") as writer:
             pending: list[Future] = []
             for picture, group in _groups(jobs):

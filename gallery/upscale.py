@@ -3,19 +3,24 @@
 Each upscaled image is an entry of its own, keyed by the source image's key and the upscaler
 with its settings (see plan.UpscaleJob), written like a render (PNG with its recipe, then the
 sidecar). Lanczos (Pillow) needs no model; the work goes to every core (gallery.pool). A model
-upscaler (gallery.latent_upscale) runs here, in this process, on the render device; its 4x
-result is resized with Lanczos where another factor or size was asked.
+upscaler runs here, in this process, on the render device: a super-resolution network in tiles
+(gallery.tiled_upscale) or a latent upscaler (gallery.latent_upscale). Its result (the model's
+own scale) is resized with Lanczos where another factor or size was asked.
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Sequence
 
 from PIL import Image
 
 from gallery import metadata
 from gallery.cache import Cache
+from gallery.config import Runtime, Upscale
 from gallery.plan import Plan, UpscaleJob, output_size
 from gallery.pool import map_images
 
@@ -28,16 +33,71 @@ def missing(plan: Plan, entries: dict[str, dict]) -> list[UpscaleJob]:
 
 def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> list[tuple[UpscaleJob, str]]:
     """Upscale `todo` into the cache; return the images that came out unusable (not cached), and why."""
-    if not plan.config.upscale.model:
+    loader = plan.config.upscale.kind.loader
+    if loader == "pillow":
         map_images(_lanczos, [_task(cache, u) for u in todo], few=16, chunksize=4,
                    on_each=(lambda: progress.update(1)) if progress is not None else None)
         return []
-    from gallery.latent_upscale import LatentUpscaler  # imports torch: only now that a model must run
+    # these import torch: only now that a model must run
+    if loader == "spandrel":
+        from gallery.tiled_upscale import TiledUpscaler as Upscaler
+    else:
+        from gallery.latent_upscale import LatentUpscaler as Upscaler
 
-    upscaler = LatentUpscaler(plan.config.upscale, plan.config.runtime)
+    upscaler = Upscaler(plan.config.upscale, plan.config.runtime)
     report = upscaler.run(todo, source=lambda u: cache.png_path(u.source.key),
                           store=lambda u, image, made: _store(_task(cache, u), image, made), progress=progress)
     return report.rejected
+
+
+class ModelUpscaler:
+    """What the model upscalers (TiledUpscaler, LatentUpscaler) share: the render settings' device,
+    and the render pipeline's memory let go before their model loads (`load`, their own)."""
+
+    def __init__(self, upscale: Upscale, runtime: Runtime, *,
+                 warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
+        import torch
+
+        from gallery.loading import choose_target
+        from gallery.render import free_memory
+
+        self.upscale = upscale
+        self.warn = warn
+        self.target = choose_target(runtime)
+        free_memory(torch)  # the render pipeline, if this build rendered, is garbage now
+        self.load(runtime)
+
+    def load(self, runtime: Runtime) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class UpscaleReport:
+    """What a model upscaler did (see TiledUpscaler.run, LatentUpscaler.run)."""
+
+    upscaled: int = 0
+    batch_size: int = 0
+    rejected: list[tuple[UpscaleJob, str]] = field(default_factory=list)  # not cached, and why
+
+
+def by_size(todo: Sequence[UpscaleJob]) -> dict[tuple[int, int], list[UpscaleJob]]:
+    """Jobs whose sources have one size (they can share a model call), in first-seen order."""
+    groups: dict[tuple[int, int], list[UpscaleJob]] = {}
+    for u in todo:
+        groups.setdefault((u.source.picture.width, u.source.picture.height), []).append(u)
+    return groups
+
+
+def open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def to_image(array) -> Image.Image:
+    """A float (height, width, 3) array in 0..1 as an 8-bit picture."""
+    import numpy as np
+
+    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])
 
 
 def _task(cache: Cache, u: UpscaleJob) -> dict:
@@ -57,9 +117,7 @@ def _task(cache: Cache, u: UpscaleJob) -> dict:
 
 
 def _lanczos(task: dict) -> None:
-    with Image.open(task["source"]) as source:
-        image = source.convert("RGB")
-    _store(task, image, {})
+    _store(task, open_rgb(task["source"]), {})
 
 
 def _store(task: dict, image: Image.Image, made: dict) -> None:

@@ -40,6 +40,18 @@ def tiny_sd_upscaler(tmp_path_factory) -> Path:
     return build_tiny_sd_upscaler(tmp_path_factory.mktemp("models") / "tiny-sd-x4")
 
 
+@pytest.fixture(scope="session")
+def tiny_esrgan(tmp_path_factory) -> Path:
+    """A folder of tiny Real-ESRGAN-style weights files: x2.pth, x4.safetensors and x1.pth (a 1x
+    restoration model, not an upscaler)."""
+    from tiny_pipelines import build_tiny_esrgan
+
+    folder = tmp_path_factory.mktemp("esrgan")
+    for name, scale in (("x2.pth", 2), ("x4.safetensors", 4), ("x1.pth", 1)):
+        build_tiny_esrgan(folder / name, scale)
+    return folder
+
+
 def write_prompts(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "prompts.yaml"

@@ -30,3 +30,10 @@ def test_noop_build_imports_nothing_heavy():
     out = run("noop_build.py", "--runs", "1", "--big", "0")
     lines = [line for line in out.splitlines() if "with everything cached" in line]
     assert len(lines) == 3 and all(line.endswith("imports []") for line in lines), out
+
+
+def test_upscale_speed_on_the_tiny_network():
+    out = run("upscale_speed.py", "--workload", "tiny", "--images", "4", "--repeats", "1")
+    row = next(line for line in out.splitlines() if line.startswith("tiny |"))
+    plain, ours, ratio = re.search(r"\| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \|$", row).groups()
+    assert float(plain) > 0 and float(ours) > 0 and float(ratio) > 0

@@ -229,6 +229,19 @@ def test_a_model_that_is_not_text_to_image_gets_one_message(tmp_path, capsys):
     assert files_under(tmp_path / "project") == before
 
 
+def test_an_upscaler_given_as_the_render_model_gets_one_message(tmp_path, tiny_sd_upscaler, capsys):
+    prompts = write_prompts(tmp_path / "project", f"""
+        render: {{model: {tiny_sd_upscaler}, steps: 2, width: 64, height: 64, samples: 1}}
+        axes: {{subject: {{cat: a cat}}}}
+    """)
+    before = files_under(tmp_path / "project")
+    assert main(["build", "-c", str(prompts)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is a StableDiffusionUpscalePipeline, an upscaler, not a text-to-image pipeline" in err
+    assert "upscale: {upscaler: sd-x4}" in err and len(err.splitlines()) == 1
+    assert files_under(tmp_path / "project") == before
+
+
 def test_prune_is_a_dry_run_until_asked(tmp_path, tiny_sd, capsys):
     prompts = small_project(tmp_path, tiny_sd)
     assert main(["render", "-c", str(prompts)]) == 0

@@ -56,7 +56,7 @@ def test_lanczos_upscale_is_cached_and_shown_full_size(tmp_path, tiny_sd, capsys
 
 
 def test_upscale_settings_are_checked(tmp_path):
-    for text, needle in (("upscale: {upscaler: esrgan}\n", "unknown upscaler"),
+    for text, needle in (("upscale: {upscaler: esrgan-x4}\n", "unknown upscaler"),
                          ("upscale: {upscaler: lanczos, factor: 2, size: 512}\n", "not both"),
                          ("upscale: {upscaler: lanczos, factor: 1}\n", "between 2 and 8")):
         prompts = write_prompts(tmp_path, "axes: {s: {a: a}}\n" + text)
@@ -181,7 +181,7 @@ def test_model_upscaler_settings_and_defaults(tmp_path, tiny_ldsr):
     ("upscale: {upscaler: ldsr, noise_level: 20}\n", "upscaler 'ldsr' takes no noise_level"),
     ("upscale: {upscaler: sd-x4, noise_level: 351}\n", "between 0 and 350"),
     ("upscale: {upscaler: sd-x4, steps: 0}\n", "between 1 and 1000"),
-    ("upscale: {upscaler: real-esrgan}\n", "Real-ESRGAN weights are not supported yet"),
+    ("upscale: {upscaler: real-esrgan}\n", "for Real-ESRGAN write upscaler: esrgan"),
     ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.pth}\n", "a pickle"),
     ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.safetensors}\n", "needs a diffusers folder or hub id"),
     ("upscale: {upscaler: ldsr, model: ./models/ldsr}\n", "no such file or folder"),
@@ -231,8 +231,8 @@ def test_the_examples_commented_upscale_step_loads(tmp_path):
     uncommented = text.replace("\n".join(block), "\n".join(l[2:] for l in block))
     (tmp_path / "prompts.yaml").write_text(uncommented, encoding="utf-8")
     upscale = load_config(tmp_path / "prompts.yaml").upscale
-    assert (upscale.upscaler, upscale.factor) == ("ldsr", 2)
-    assert upscale.model == "CompVis/ldm-super-resolution-4x-openimages"
+    assert (upscale.upscaler, upscale.factor, upscale.tile) == ("esrgan", 2, 512)
+    assert upscale.model == "ai-forever/Real-ESRGAN/RealESRGAN_x2.pth"
 
 
 def test_out_of_memory_halves_the_upscale_batch(tmp_path, tiny_sd, tiny_ldsr, monkeypatch, capsys):

@@ -211,3 +211,78 @@ def build_tiny_sd_upscaler(directory: Path, seed: int = 0) -> Path:
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def tiny_rrdbnet(scale: int, seed: int = 0, features: int = 16, blocks: int = 1):
+    """Real-ESRGAN's generator (BasicSR's RRDBNet: the layer names of RealESRGAN_x2plus.pth and
+    friends) at toy width, written here rather than taken from the loader under test. x2 and x1
+    models first fold 2x2 / 4x4 pixels into channels (pixel unshuffle), as Real-ESRGAN's do."""
+    grow = 32  # every released ESRGAN grows its dense blocks by 32 channels, and loaders assume it
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class DenseBlock(nn.Module):  # BasicSR's ResidualDenseBlock
+        def __init__(self):
+            super().__init__()
+            for i in range(1, 6):
+                setattr(self, f"conv{i}", nn.Conv2d(features + (i - 1) * grow, grow if i < 5 else features, 3, 1, 1))
+
+        def forward(self, x):
+            feats = [x]
+            for i in range(1, 5):
+                feats.append(F.leaky_relu(getattr(self, f"conv{i}")(torch.cat(feats, 1)), 0.2))
+            return x + 0.2 * self.conv5(torch.cat(feats, 1))
+
+    class RRDB(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rdb1, self.rdb2, self.rdb3 = DenseBlock(), DenseBlock(), DenseBlock()
+
+        def forward(self, x):
+            return x + 0.2 * self.rdb3(self.rdb2(self.rdb1(x)))
+
+    class RRDBNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = scale
+            fold = {1: 16, 2: 4}.get(scale, 1)
+            self.conv_first = nn.Conv2d(3 * fold, features, 3, 1, 1)
+            self.body = nn.Sequential(*(RRDB() for _ in range(blocks)))
+            self.conv_body = nn.Conv2d(features, features, 3, 1, 1)
+            self.conv_up1 = nn.Conv2d(features, features, 3, 1, 1)
+            self.conv_up2 = nn.Conv2d(features, features, 3, 1, 1)
+            self.conv_hr = nn.Conv2d(features, features, 3, 1, 1)
+            self.conv_last = nn.Conv2d(features, 3, 3, 1, 1)
+
+        def forward(self, x):
+            if self.scale in (1, 2):
+                x = F.pixel_unshuffle(x, 4 // self.scale)
+            feat = self.conv_first(x)
+            feat = feat + self.conv_body(self.body(feat))
+            for conv in (self.conv_up1, self.conv_up2):
+                feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
+            return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
+
+    torch.manual_seed(seed)
+    net = RRDBNet().eval()
+    with torch.no_grad():  # random weights, but a picture in 0..1 comes out (not all clipped to black)
+        net.conv_last.weight.mul_(10)
+        net.conv_last.bias.fill_(0.5)
+    return net
+
+
+def build_tiny_esrgan(path: Path, scale: int = 2, seed: int = 0) -> Path:
+    """A tiny RRDBNet saved as Real-ESRGAN ships its weights: a .pth holding {"params_ema": state dict}
+    (torch's zip pickle), or the plain state dict as .safetensors."""
+    import torch
+
+    state = {k: v.contiguous() for k, v in tiny_rrdbnet(scale, seed).state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save({"params_ema": state}, path)
+    return path
