@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import gzip
@@ -45,10 +44,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from PIL import Image
@@ -62,10 +59,8 @@ from gallery.config import load_config  # noqa: E402
 from gallery.fingerprint import Memo, model_identities  # noqa: E402
 from gallery.plan import Cell, Job, Plan, expand, models  # noqa: E402
 from gallery.site import build_site  # noqa: E402
+from scripts.browser import CHROMIUM, FLAGS, serve_static  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORTS = {
     "desktop 1280x800 @1x": dict(viewport={"width": 1280, "height": 800}, device_scale_factor=1),
     "phone 390x844 @3x": dict(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
@@ -173,29 +168,6 @@ def write_original_page(folder: Path, pngs: list[bytes]) -> None:
         tags.append(f'<img src="{i:02d}.png" width="512" height="512" alt="">')
     (folder / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(tags) + "\n</body></html>\n")
 
-
-# -- serving -----------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def serve(root: Path, errors: set[str]):
-    """http.server on 127.0.0.1 in a thread; yields its base URL. Error responses go into `errors`
-    (the browser's own requests, such as /favicon.ico, never reach Playwright's events)."""
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_request(self, code="-", size="-"):
-            if str(code).isdigit() and int(code) >= 400:
-                errors.add(f"server answered {int(code)}: {self.path}")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- measuring in the browser ------------------------------------------------------------------------
@@ -327,7 +299,7 @@ async def measure(site_url: str, original_url: str, change: tuple[str, str, str]
 
     notes: set[str] = set()
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         results = {}
         for name, device in VIEWPORTS.items():
             visits = [await one_visit(browser, site_url, device, change, notes) for _ in range(runs)]
@@ -439,7 +411,7 @@ def run(config_path: Path, work: Path, runs: int) -> None:
     original = {"first": sum(map(len, first_pngs)), "change": sum(map(len, original_pngs(plan.cell(changed))))}
     write_original_page(work / "www" / "original", first_pngs)
     server_errors: set[str] = set()
-    with serve(work / "www", server_errors) as base:
+    with serve_static(work / "www", server_errors) as base:
         site_url = f"{base}{BASEURL}/projects/{config.page.slug}/"
         change = (axis, option, "/".join(changed))
         results, fetched, notes = asyncio.run(measure(site_url, f"{base}/original/", change, runs))

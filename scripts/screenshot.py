@@ -9,38 +9,32 @@ preview) and served from 127.0.0.1; nothing is fetched from anywhere else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
-from gallery.config import load_config
-from gallery.preview import serve_in_thread
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+from gallery.config import load_config  # noqa: E402
+from gallery.preview import serve_in_thread  # noqa: E402
+from scripts.browser import CHROMIUM, FLAGS, serve_static  # noqa: E402
 
 
-def page_url(site_dir: Path, slug: str, tmp: Path) -> str:
-    """Serve the page and return its URL: Jekyll's real output if we can, else the preview."""
+@contextlib.contextmanager
+def page_url(site_dir: Path, slug: str, tmp: Path) -> Iterator[str]:
+    """The page served from 127.0.0.1: Jekyll's real output if we can, else the preview."""
     jekyll = shutil.which("jekyll")
     if jekyll is None:
-        return serve_in_thread(site_dir, slug)[1]
+        yield serve_in_thread(site_dir, slug)[1]
+        return
     subprocess.run([jekyll, "build", "--source", str(site_dir), "--destination", str(tmp / "_site"),
                     "--baseurl", "", "--disable-disk-cache", "--quiet"], check=True)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(tmp / "_site")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}/projects/{slug}/"
+    with serve_static(tmp / "_site") as base:
+        yield f"{base}/projects/{slug}/"
 
 
 def main() -> int:
@@ -58,8 +52,9 @@ def main() -> int:
         return 1
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        url = page_url(config.site_dir, config.page.slug, Path(tmp)) + args.query
+    with tempfile.TemporaryDirectory() as tmp, page_url(config.site_dir, config.page.slug, Path(tmp)) as url, \
+            sync_playwright() as p:
+        url += args.query
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         page.goto(url)

@@ -4,27 +4,25 @@ served from 127.0.0.1 under a baseurl."""
 import json
 import os
 import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import write_prompts
+from conftest import REPO, write_prompts
 from gallery.cli import main
 from gallery.config import load_config
 from test_site import NASTY_LABEL, NASTY_PROMPT, jekyll_build
 
-CHROMIUM = "/usr/bin/chromium"
+sys.path.insert(0, str(REPO))
+from scripts.browser import CHROMIUM, FLAGS, serve_static  # noqa: E402
+
 REQUIRED = bool(os.environ.get("GALLERY_REQUIRE_BROWSER"))
 playwright_api = pytest.importorskip("playwright.sync_api") if not REQUIRED else __import__("playwright.sync_api")
 pytestmark = pytest.mark.skipif(
     not REQUIRED and (not Path(CHROMIUM).exists() or not shutil.which("jekyll")),
     reason="needs Debian's chromium and jekyll (CI installs them and sets GALLERY_REQUIRE_BROWSER=1)",
 )
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
 BASEURL = "/repo"
 
 
@@ -47,18 +45,11 @@ def served(tmp_path_factory, tiny_sd):
     root = work / "www"
     result = jekyll_build(load_config(prompts).site_dir, root / BASEURL.strip("/"), BASEURL)
     assert result.returncode == 0, result.stderr
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     index = json.loads((root / "repo/assets/img/browser/manifest.json").read_text())
     manifest = dict(index, cells={path: json.loads((root / "repo" / file).read_text())
                                   for path, file in index["cells"].items()})
-    yield f"http://127.0.0.1:{server.server_address[1]}{BASEURL}/projects/browser/", manifest
-    server.shutdown()
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with serve_static(root) as base:
+        yield f"{base}{BASEURL}/projects/browser/", manifest
 
 
 @pytest.fixture(scope="module")
