@@ -16,8 +16,8 @@ from gallery import loading
 from gallery.config import Runtime
 from gallery.errors import RenderError
 from gallery.plan import UpscaleJob
-from gallery.render import image_fault, in_batches
-from gallery.upscale import ModelUpscaler, UpscaleReport, by_size, open_rgb, to_image
+from gallery.render import image_fault, in_batches, to_image
+from gallery.upscale import ModelUpscaler, UpscaleReport, by_size, open_rgb
 
 
 def auto_batch_size(width: int, height: int, device: str) -> int:

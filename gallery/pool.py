@@ -7,6 +7,7 @@ not worth the processes' start-up and run here.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -21,17 +22,15 @@ def map_images(fn: Callable[[T], R], items: Sequence[T], *, few: int, chunksize:
     """`[fn(item) for item in items]`, in processes when there are more than `few` items.
     `fn` must be a module-level function (it is pickled); `on_each` runs here after each item."""
     workers = os.cpu_count() or 1
-    if len(items) < few or workers == 1:
-        results = []
-        for item in items:
-            results.append(fn(item))
-            if on_each:
-                on_each()
-        return results
-    chunksize = chunksize or max(1, len(items) // (workers * 8))
     results = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for result in pool.map(fn, items, chunksize=chunksize):
+    with contextlib.ExitStack() as stack:
+        if len(items) < few or workers == 1:
+            each = map(fn, items)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers,
+                                                           mp_context=multiprocessing.get_context("spawn")))
+            each = pool.map(fn, items, chunksize=chunksize or max(1, len(items) // (workers * 8)))
+        for result in each:
             results.append(result)
             if on_each:
                 on_each()

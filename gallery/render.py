@@ -201,11 +201,16 @@ def image_fault(array) -> str | None:
     return None
 
 
-def _store(cache: Cache, job: Job, array, made: dict) -> None:
+def to_image(array):
+    """A float (height, width, 3+) array in 0..1 as an 8-bit RGB picture."""
     import numpy as np
     from PIL import Image
 
-    image = Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])
+    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])
+
+
+def _store(cache: Cache, job: Job, array, made: dict) -> None:
+    image = to_image(array)
     recipe = job.recipe
     png = metadata.encode_png(image, metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
     sidecar = {

@@ -18,8 +18,8 @@ from typing import Callable, Iterator, Sequence
 from gallery import loading
 from gallery.config import Runtime
 from gallery.plan import UpscaleJob
-from gallery.render import image_fault, in_batches
-from gallery.upscale import ModelUpscaler, UpscaleReport, by_size, open_rgb, to_image
+from gallery.render import image_fault, in_batches, to_image
+from gallery.upscale import ModelUpscaler, UpscaleReport, by_size, open_rgb
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom, in source pixels
 

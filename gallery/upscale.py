@@ -93,26 +93,20 @@ def open_rgb(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
-def to_image(array) -> Image.Image:
-    """A float (height, width, 3) array in 0..1 as an 8-bit picture."""
-    import numpy as np
-
-    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])
-
-
 def _task(cache: Cache, u: UpscaleJob) -> dict:
     job = u.source
-    parameters = metadata.a1111_parameters(job.recipe, job.picture.model_name)
+    recipe, source_recipe = u.recipe, job.recipe
+    parameters = metadata.a1111_parameters(source_recipe, job.picture.model_name)
     scale = u.upscale.factor or round(u.upscale.size / max(job.picture.width, job.picture.height), 3)
     hires = f"Hires upscale: {scale}, Hires upscaler: {u.upscale.label}"
     if u.upscale.steps:
         hires += f", Hires steps: {u.upscale.steps}"
     return {
         "root": str(cache.root), "source": str(cache.png_path(job.key)), "key": u.key,
-        "size": output_size(job.picture, u.upscale), "recipe": u.recipe,
+        "size": output_size(job.picture, u.upscale), "recipe": recipe,
         "parameters": f"{parameters}, {hires}",  # A1111 writes its "hires" upscale on the settings line
         "sidecar": {"key": u.key, "source": job.key, "cell": list(job.cell), "sample": job.sample,
-                    "recipe": u.recipe, "source_recipe": job.recipe, "upscaler": u.upscale.label},
+                    "recipe": recipe, "source_recipe": source_recipe, "upscaler": u.upscale.label},
     }
 
 

@@ -63,9 +63,10 @@ def files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
 
 
-def small_gpu(monkeypatch, loader: str, batch_argument: str) -> list[int]:
-    """Pipelines from gallery.loading.<loader> raise CUDA out-of-memory on calls of more than 2
-    images (counted by the call's `batch_argument`); returns the batch sizes tried, in order."""
+def small_gpu(monkeypatch, loader: str, batch_argument: str | int) -> list[int]:
+    """Models from gallery.loading.<loader> raise CUDA out-of-memory on calls of more than 2
+    images or tiles, counted by the call's `batch_argument` (a keyword, or a position); returns
+    the batch sizes tried, in order."""
     import torch
 
     from gallery import loading
@@ -78,8 +79,8 @@ def small_gpu(monkeypatch, loader: str, batch_argument: str) -> list[int]:
         cls = type(pipe)
 
         def call(self, *a, **kw):
-            sizes.append(len(kw[batch_argument]))
-            if len(kw[batch_argument]) > 2:
+            sizes.append(len(kw[batch_argument] if isinstance(batch_argument, str) else a[batch_argument]))
+            if sizes[-1] > 2:
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return cls.__call__(self, *a, **kw)
 

@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import files_under, write_prompts
-from gallery import loading
+from conftest import files_under, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -138,25 +137,7 @@ def test_blend_weights_are_a_partition_of_one(width, height, tile, scale, data):
 
 
 def test_out_of_memory_halves_the_tiles_per_call(tmp_path, tiny_sd, tiny_esrgan, monkeypatch, capsys):
-    sizes = []
-    real_load = loading.load_sr_model
-
-    class SmallGpu:
-        """The loaded network, on a GPU that holds two tiles at a time."""
-
-        def __init__(self, model):
-            self.model = model
-
-        def __getattr__(self, name):
-            return getattr(self.model, name)
-
-        def __call__(self, tiles):
-            sizes.append(len(tiles))
-            if len(tiles) > 2:
-                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return self.model(tiles)
-
-    monkeypatch.setattr(loading, "load_sr_model", lambda *a, **k: SmallGpu(real_load(*a, **k)))
+    sizes = small_gpu(monkeypatch, "load_sr_model", 0)  # the network's call takes the tiles first
     x4 = tiny_esrgan / "x4.safetensors"
     prompts = with_upscale(small_project(tmp_path, tiny_sd),
                            f"upscale: {{upscaler: esrgan, model: {x4}, tile: 32, tile_overlap: 8, batch_size: 8}}\n")
