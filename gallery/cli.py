@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--branch", default="gh-pages", help="branch to push (default: gh-pages)")
     pub.add_argument("--baseurl", help="e.g. /repo for user.github.io/repo/ (default: site.baseurl, or guessed "
                                        "from a github.com remote)")
+    schema = sub.add_parser("schema", help="print the JSON Schema of prompts.yaml, for editors",
+                            description="print the JSON Schema of prompts.yaml (editors validate and complete the "
+                                        "file as it is typed; see the README)")
+    schema.add_argument("-o", "--output", type=Path, help="write it to this file instead")
+    schema.set_defaults(run=run_schema)
     serve = command("serve", run_serve, "preview the page from site/ on http://127.0.0.1:PORT (no Jekyll needed)")
     serve.add_argument("--port", type=int, default=8000)
     return parser
@@ -185,6 +190,17 @@ def run_publish(args) -> int:
     baseurl = args.baseurl if args.baseurl is not None else (config.site.baseurl or None)
     publish(config.site_dir, remote=args.remote, branch=args.branch, repo_dir=config.source.resolve().parent,
             baseurl=baseurl)
+    return 0
+
+
+def run_schema(args) -> int:
+    from gallery.schema import json_text
+
+    if args.output is None:
+        sys.stdout.write(json_text())
+    else:
+        args.output.write_text(json_text(), encoding="utf-8")
+        print(f"schema: wrote {args.output}; point your editor at it (see the README)")
     return 0
 
 

@@ -36,7 +36,7 @@ KNOWN: dict[str, SchedulerChoice] = {
     )
 }
 
-_CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*Scheduler$")
+CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*Scheduler$")
 
 
 def resolve(name: str) -> SchedulerChoice | None:
@@ -47,6 +47,6 @@ def resolve(name: str) -> SchedulerChoice | None:
     for choice in KNOWN.values():
         if choice.cls == name and not choice.options:
             return choice
-    if _CLASS_NAME.match(name):  # any other diffusers scheduler class, checked when loading
+    if CLASS_NAME.fullmatch(name):  # any other diffusers scheduler class, checked when loading
         return SchedulerChoice(name, name, (), name.removesuffix("Scheduler"))
     return None
