@@ -173,8 +173,8 @@ class Choice:
 
 @dataclass(frozen=True)
 class Special:
-    """A value with checks of its own (a model path, a scheduler name, a cell ...): config.py reads it
-    with the method of its setting's name; the README and the schema take what is declared here."""
+    """A value with checks of its own (a model path, a scheduler name, a cell ...), which config.py
+    makes where it knows the context; the README and the schema take what is declared here."""
 
     type_text: str
     json: dict = field(default_factory=dict)
@@ -294,7 +294,7 @@ PICTURE = ("render", "option")  # a picture setting: in render:, or changed by a
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 PIPELINE = re.compile(r"^(auto|[A-Z][A-Za-z0-9]*Pipeline)$")
 BASEURL = re.compile(r"^(/.*[^/])?$")
-_SCHEDULER_NAMES = [n for n in schedulers.KNOWN]
+_SCHEDULER_NAMES = list(schedulers.KNOWN)
 
 SETTINGS: tuple[Setting, ...] = (
     # top level

@@ -59,6 +59,12 @@ def url_path(value: str) -> Markup:
     return Markup(value)
 
 
+def yaml_string(value) -> Markup:
+    """Any text as a YAML double-quoted scalar that Jekyll's parser reads back as the same text:
+    emoji, right-to-left text, quotes, newlines (JSON's surrogate-pair escapes are not YAML)."""
+    return Markup(yaml.safe_dump(str(value), allow_unicode=True, default_style='"', width=float("inf")).strip())
+
+
 def environment(templates_dir: Path) -> Environment:
     loaders = [FileSystemLoader(str(templates_dir))] if templates_dir.is_dir() else []
     if BUILTIN_TEMPLATES.is_dir() and BUILTIN_TEMPLATES != templates_dir:
@@ -72,6 +78,7 @@ def environment(templates_dir: Path) -> Environment:
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["url_path"] = url_path
+    env.filters["yaml_string"] = yaml_string
     return env
 
 

@@ -96,3 +96,49 @@ def test_jekyll_builds_the_site_and_every_url_resolves(tmp_path, tiny_sd, baseur
     # the card on the projects list
     index = (dest / "index.html").read_text()
     assert f'href="{baseurl}/projects/nasty/"' in index and f'src="{baseurl}/assets/img/nasty/cover.webp"' in index
+
+
+UNICODE_TITLE = 'Cats 🐱 "quoted" \\ back\\slash: مرحبا'
+
+
+@needs_jekyll
+def test_any_unicode_in_titles_and_labels_builds_with_jekyll(tmp_path, tiny_sd):
+    """_config.yml and the front matter are YAML that Jekyll reads: emoji (JSON would escape them as
+    surrogate pairs, which YAML refuses), right-to-left text, quotes, backslashes and newlines."""
+    prompts = write_prompts(tmp_path, f"""
+        page:
+          title: {json.dumps(UNICODE_TITLE, ensure_ascii=False)}
+          slug: unicode
+          description: "first line\\nsecond line 🐱 ‮reversed"
+          category: "🐱 cats"
+        site: {{title: {json.dumps(UNICODE_TITLE, ensure_ascii=False)}, description: "🐱\\n\\"x\\""}}
+        render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 1}}
+        axes:
+          subject: {{cat: "a cat 🐱", rtl: {{prompt: "قطة", label: "قطة 🐱"}}}}
+    """)
+    assert main(["site", "-c", str(prompts)]) == 0
+    site = load_config(prompts).site_dir
+    dest = tmp_path / "_site"
+    result = jekyll_build(site, dest, "")
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = html.unescape((dest / "projects/unicode/index.html").read_text())
+    assert f"<title>{UNICODE_TITLE}" in page or f"{UNICODE_TITLE}</" in page
+    assert "قطة 🐱" in page
+
+
+def test_files_are_created_with_the_users_umask(tmp_path, tiny_sd):
+    """Readable by a web server and by others (0644 under umask 022), not 0600 as a temp file is made."""
+    prompts = write_prompts(tmp_path, f"""
+        render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 1}}
+        axes: {{subject: {{cat: a cat}}}}
+    """)
+    old = os.umask(0o022)
+    try:
+        assert main(["build", "-c", str(prompts)]) == 0
+    finally:
+        os.umask(old)
+    config = load_config(prompts)
+    written = [p for folder in (config.site_dir, config.cache_dir) for p in folder.rglob("*") if p.is_file()]
+    assert len(written) > 10
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in written}
+    assert {m for p, m in modes.items() if not p.endswith(".lock")} == {oct(0o644)}, modes
