@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--branch", default="gh-pages", help="branch to push (default: gh-pages)")
     pub.add_argument("--baseurl", help="e.g. /repo for user.github.io/repo/ (default: site.baseurl, or guessed "
                                        "from a github.com remote)")
+    pub.add_argument("--overwrite", action="store_true", help="replace files on the branch that no earlier publish "
+                                                              "wrote (every other file on it stays)")
+    pub.add_argument("--source-branch", action="store_true", help="publish even into a branch that holds your "
+                                                                  "sources (the remote's default, or the one checked out)")
     schema = sub.add_parser("schema", help="print the JSON Schema of prompts.yaml, for editors",
                             description="print the JSON Schema of prompts.yaml (editors validate and complete the "
                                         "file as it is typed; see the README)")
@@ -189,7 +193,7 @@ def run_publish(args) -> int:
         raise GalleryError(f"{config.site_dir} has no site yet; run `gallery build` first")
     baseurl = args.baseurl if args.baseurl is not None else (config.site.baseurl or None)
     publish(config.site_dir, remote=args.remote, branch=args.branch, repo_dir=config.source.resolve().parent,
-            baseurl=baseurl)
+            baseurl=baseurl, overwrite=args.overwrite, source_branch=args.source_branch)
     return 0
 
 

@@ -3,10 +3,16 @@
 The site is built with `jekyll build` and committed in a throwaway repository inside a temporary
 folder, so the user's working tree, index and current branch are never touched. The new commit is
 a child of the branch's tip, so history is kept and the push is a plain fast-forward (no force).
+
+The branch may hold files of others (a CNAME for a custom domain, a blog/ folder): every publish
+records on the branch which files it wrote (RECORD), replaces and removes only those, and refuses
+to overwrite a file it did not write unless told to. A branch that holds the user's sources (the
+remote's default branch, or the one checked out here) is refused unless told explicitly.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +24,7 @@ from pathlib import Path
 from gallery.errors import GalleryError
 
 FALLBACK_NAME, FALLBACK_EMAIL = "prompt-gallery", "prompt-gallery@localhost"
+RECORD = ".prompt-gallery-published.json"  # on the branch: the files the last publish wrote
 # Set inside git hooks; they would point every git command, even in the temporary repository, at the user's.
 _REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
 
@@ -31,9 +38,11 @@ def github_project_baseurl(url: str) -> str | None:
 
 
 def publish(site_dir: Path, *, remote: str = "origin", branch: str = "gh-pages",
-            repo_dir: Path | None = None, baseurl: str | None = None,
-            message: str | None = None, log=print) -> str:
-    """Build `site_dir` with Jekyll and push it to `branch` of `remote`; return the branch's sha."""
+            repo_dir: Path | None = None, baseurl: str | None = None, message: str | None = None,
+            overwrite: bool = False, source_branch: bool = False, log=print) -> str:
+    """Build `site_dir` with Jekyll and push it to `branch` of `remote`; return the branch's sha.
+    `overwrite`: replace files on the branch that no earlier publish recorded writing.
+    `source_branch`: publish even into a branch that holds the user's sources."""
     site_dir = Path(site_dir)
     if not (site_dir / "_config.yml").is_file():
         raise GalleryError(f"no Jekyll site at {site_dir} (no _config.yml): run `gallery site` first")
@@ -50,14 +59,21 @@ def publish(site_dir: Path, *, remote: str = "origin", branch: str = "gh-pages",
                 "-c", f"user.email={_config('user.email', toplevel) or FALLBACK_EMAIL}"]
     with tempfile.TemporaryDirectory(prefix="gallery-publish-") as tmp:
         built, work = Path(tmp) / "built", Path(tmp) / "repo"
+        _git(["init", "-q", str(work)], Path(tmp))
+        if not source_branch:
+            _refuse_source_branch(url, branch, toplevel, work)
         log(f"Building {site_dir} with jekyll" + (f" (baseurl {baseurl})" if baseurl else ""))
         _jekyll_build(jekyll, site_dir, built, baseurl)
-        _git(["init", "-q", str(work)], Path(tmp))
         parent = _fetch_tip(url, branch, work)
         if parent:
             _git(["update-ref", "HEAD", parent], work)  # the new commit becomes the tip's child
+            _git(["reset", "-q", "--hard"], work)  # the branch's files, ours and others'
+        ours = sorted(p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file())
+        ours += [".nojekyll", RECORD]
+        _replace_our_files(work, set(ours), overwrite=overwrite, branch=branch)
         shutil.copytree(built, work, dirs_exist_ok=True)
         (work / ".nojekyll").touch()  # Pages serves the files as they are, without its own Jekyll
+        (work / RECORD).write_text(json.dumps({"written_by": "prompt-gallery", "files": ours}, indent=0) + "\n")
         _git(["add", "-A"], work)
         if parent and _run(["git", "diff", "--cached", "--quiet", "HEAD"], work).returncode == 0:
             log(f"{branch} on {url} is already up to date ({parent[:12]})")
@@ -69,6 +85,40 @@ def publish(site_dir: Path, *, remote: str = "origin", branch: str = "gh-pages",
              hint=f"check that you can push to {url} and that nobody else pushed {branch} meanwhile, then try again")
     log(f"Published {sha[:12]} to {branch} on {url}")
     return sha
+
+
+def _replace_our_files(work: Path, ours: set[str], *, overwrite: bool, branch: str) -> None:
+    """Remove from the checked-out branch the files the last publish wrote and this one does not;
+    refuse (unless `overwrite`) when this one would replace a file that no publish recorded writing."""
+    record = work / RECORD
+    try:
+        before = set(json.loads(record.read_text(encoding="utf-8"))["files"]) if record.is_file() else set()
+    except (ValueError, KeyError, TypeError):
+        raise GalleryError(f"{RECORD} on {branch} is damaged; check the branch, then publish with --overwrite "
+                           "to rewrite it") from None
+    present = {p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file() and ".git" not in p.parts}
+    theirs = sorted((ours & present) - before)
+    if theirs and not overwrite:
+        shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+        raise GalleryError(f"{branch} holds files that prompt-gallery did not publish and would replace: {shown}; "
+                           "pass --overwrite to replace them (every other file on the branch stays), or publish "
+                           "to another branch with --branch")
+    for rel in before - ours:
+        path = work / rel
+        if path.is_file() and path.resolve().is_relative_to(work.resolve()):
+            path.unlink()
+
+
+def _refuse_source_branch(url: str, branch: str, toplevel: Path | None, work: Path) -> None:
+    """A branch that holds the user's sources is not for a built site: refuse the remote's default
+    branch and the branch checked out in the user's repository."""
+    head = _git(["ls-remote", "--symref", url, "HEAD"], work, hint=f"check the remote {url} exists and you can read it")
+    default = re.search(r"^ref: refs/heads/(\S+)\tHEAD", head, re.M)
+    current = _run(["git", "branch", "--show-current"], toplevel).stdout.strip() if toplevel else ""
+    if (default and default[1] == branch) or current == branch:
+        why = "the default branch of " + url if default and default[1] == branch else "the branch checked out here"
+        raise GalleryError(f"'{branch}' is {why}, which holds your sources; publish to gh-pages (the default), or "
+                           "pass --source-branch if you really mean to add the built site to it")
 
 
 def _jekyll_build(jekyll: str, source: Path, dest: Path, baseurl: str | None) -> None:
@@ -140,6 +190,9 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _last_line(done: subprocess.CompletedProcess) -> str:
+    """What went wrong, in git's or Jekyll's words: the first 'fatal:'/'error:' line (git's last line is
+    often the tail of a sentence, such as 'and the repository exists.'), else the last line."""
     lines = [line.strip() for line in (done.stderr or done.stdout).splitlines()
              if line.strip() and not line.startswith("hint:")]
-    return lines[-1] if lines else f"exit status {done.returncode}"
+    errors = [line for line in lines if line.lower().startswith(("fatal:", "error:"))]
+    return errors[0] if errors else lines[-1] if lines else f"exit status {done.returncode}"

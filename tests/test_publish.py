@@ -1,5 +1,6 @@
 """Publishing to a gh-pages branch: real jekyll and git, a local bare repo as the remote."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -71,7 +72,10 @@ def test_publish_applies_baseurl_and_keeps_history(setup):
     assert first == tip(bare)
     assert 'href="/repo/assets/x.css"' in show(bare, "index.html")
     assert show(bare, ".nojekyll") == ""
-    assert git(bare, "ls-tree", "-r", "--name-only", "gh-pages").split() == [".nojekyll", "assets/x.css", "index.html"]
+    assert git(bare, "ls-tree", "-r", "--name-only", "gh-pages").split() == [
+        ".nojekyll", ".prompt-gallery-published.json", "assets/x.css", "index.html"]
+    assert json.loads(show(bare, ".prompt-gallery-published.json"))["files"] == [
+        "assets/x.css", "index.html", ".nojekyll", ".prompt-gallery-published.json"]
     assert "Published" in logs[-1]
 
     # Unchanged: no new commit, the existing tip comes back.
@@ -169,3 +173,65 @@ def test_github_project_baseurl_is_guessed_from_the_remote():
     assert github_project_baseurl("https://github.com/ana/prompt-gallery") == "/prompt-gallery"
     assert github_project_baseurl("https://github.com/ana/ana.github.io.git") is None
     assert github_project_baseurl("/tmp/bare.git") is None
+
+
+def push_files(bare: Path, tmp_path: Path, branch: str, files: dict[str, str]) -> None:
+    """Someone else's commit on `branch` of the remote, holding `files`."""
+    other = tmp_path / f"other-{branch}"
+    git(tmp_path, "clone", "-q", str(bare), str(other))
+    git(other, "checkout", "-q", "--orphan", branch) if branch not in git(other, "branch", "-r") else \
+        git(other, "checkout", "-q", branch)
+    for rel, text in files.items():
+        (other / rel).parent.mkdir(parents=True, exist_ok=True)
+        (other / rel).write_text(text)
+    git(other, "add", *files)
+    git(other, "commit", "-q", "-m", "theirs")
+    git(other, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+
+
+@needs_jekyll
+def test_files_others_put_on_the_branch_stay(setup, tmp_path):
+    site, bare, work = setup
+    publish(site, repo_dir=work, log=lambda _: None)
+    push_files(bare, tmp_path, "gh-pages", {"CNAME": "gallery.example.org\n", "blog/post.html": "<p>mine</p>\n"})
+    (site / "assets" / "x.css").unlink()
+    (site / "new.html").write_text("new\n")
+    publish(site, repo_dir=work, log=lambda _: None)
+    files = git(bare, "ls-tree", "-r", "--name-only", "gh-pages").split()
+    assert "CNAME" in files and "blog/post.html" in files and show(bare, "CNAME") == "gallery.example.org"
+    assert "new.html" in files and "assets/x.css" not in files  # ours: replaced and removed as the site changed
+
+
+@needs_jekyll
+def test_a_file_it_did_not_write_is_replaced_only_when_told(setup, tmp_path):
+    site, bare, work = setup
+    push_files(bare, tmp_path, "gh-pages", {"index.html": "their page\n", "CNAME": "x.example.org\n"})
+    with pytest.raises(GalleryError, match="did not publish and would replace: index.html.*--overwrite"):
+        publish(site, repo_dir=work, log=lambda _: None)
+    assert show(bare, "index.html") == "their page"
+    publish(site, repo_dir=work, overwrite=True, log=lambda _: None)
+    assert "stylesheet" in show(bare, "index.html") and show(bare, "CNAME") == "x.example.org"
+
+
+@needs_jekyll
+def test_a_branch_with_the_users_sources_is_refused_unless_told(setup, tmp_path):
+    site, bare, work = setup
+    git(work, "push", "-q", "origin", "main")
+    git(bare, "symbolic-ref", "HEAD", "refs/heads/main")  # the remote's default branch
+    with pytest.raises(GalleryError, match="default branch.*--source-branch"):
+        publish(site, repo_dir=work, branch="main", log=lambda _: None)
+    git(work, "checkout", "-q", "-b", "pages-work")
+    with pytest.raises(GalleryError, match="checked out here"):
+        publish(site, repo_dir=work, branch="pages-work", log=lambda _: None)
+    publish(site, repo_dir=work, branch="main", source_branch=True, log=lambda _: None)
+    assert show(bare, "README.md", "main") == "my project"  # the sources stay beside the site
+
+
+def test_a_git_failure_says_what_git_said(setup, tmp_path):
+    _, _, work = setup
+    from gallery.publish import _git
+
+    with pytest.raises(GalleryError) as err:
+        _git(["ls-remote", str(tmp_path / "missing.git")], work)
+    assert "does not appear to be a git repository" in str(err.value)
+    assert "and the repository exists" not in str(err.value)
