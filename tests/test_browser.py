@@ -63,10 +63,13 @@ def browser():
 
 
 class Visit:
-    """A page plus every failed request, console error and page error seen while using it."""
+    """A page plus every failed request, console error and page error seen while using it.
+    `routes` (glob -> handler) are in place before the page loads: they break or change responses."""
 
-    def __init__(self, browser, url: str, **context):
+    def __init__(self, browser, url: str, routes: dict | None = None, **context):
         self.context = browser.new_context(**context)
+        for pattern, handler in (routes or {}).items():
+            self.context.route(pattern, handler)
         self.page = self.context.new_page()
         self.problems: list[str] = []
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
@@ -75,6 +78,9 @@ class Visit:
                      and self.problems.append(f"failed {r.url}: {r.failure}"))
         self.page.on("console", lambda m: m.type in ("error", "warning") and self.problems.append(m.text))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        # a Content-Security-Policy violation is a problem too (an event, beside Chromium's own console line)
+        self.page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                                  "console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`))")
         self.page.goto(url)
         if context.get("java_script_enabled", True):
             self.page.wait_for_selector("select[data-axis]:not([disabled])")
@@ -88,10 +94,11 @@ class Visit:
             "want => JSON.stringify([...document.querySelectorAll('.pg-grid img')]"
             ".map(e => new URL(e.src).pathname)) === JSON.stringify(want)", arg=expected, timeout=10_000)
 
-    def close(self) -> None:
+    def close(self, expected: tuple[str, ...] = ()) -> None:
+        """Close; every problem seen must be one the test caused (it holds one of `expected`)."""
         self.page.wait_for_load_state("networkidle")
         self.context.close()
-        assert self.problems == []
+        assert [p for p in self.problems if not any(e in p for e in expected)] == []
 
 
 def expected_thumbs(manifest, cell: str) -> list[str]:
@@ -224,3 +231,109 @@ def test_two_columns_on_phones_four_on_desktop(served, browser, viewport, column
     lefts = v.page.eval_on_selector_all(".pg-grid img", "els => els.map(e => Math.round(e.getBoundingClientRect().left))")
     assert len(set(lefts)) == columns
     v.close()
+
+
+# -- what the reader sees when a file does not come ------------------------------------------------
+
+STATUS = ".pg-status"
+STRICT_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+              "base-uri 'none'; form-action 'none'")
+
+
+def answer(status: int, body: str = "not here"):
+    """A route handler that answers every request it catches with `status` and `body`."""
+    return lambda route: route.fulfill(status=status, body=body, content_type="application/json")
+
+
+@pytest.mark.parametrize("status,body,reason", [(404, "not here", "HTTP 404"), (200, '{"axes": [', "unreadable file")],
+                         ids=["404", "broken-json"])
+def test_a_manifest_that_fails_keeps_the_images_says_so_and_is_fetched_again(served, browser, status, body, reason):
+    from playwright.sync_api import expect
+
+    url, manifest = served
+    v = Visit(browser, url, routes={"**/manifest.json": answer(status, body)})
+    page = v.page
+    expect(page.locator(STATUS)).to_contain_text("Could not load")
+    expect(page.locator(STATUS)).to_contain_text(reason)
+    assert page.locator(STATUS).bounding_box()["width"] > 1  # shown, not only announced
+    assert v.thumbs() == expected_thumbs(manifest, "cat/oil")  # the page's own images stay
+    assert page.locator(".pg-prompt-text").inner_text() == "a cat oil painting"
+    v.context.unroute("**/manifest.json")
+    page.select_option("select[data-axis=style]", "ink")  # the next choice fetches the manifest again
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
+    expect(page.locator(STATUS)).to_have_text("")
+    v.close(expected=("manifest.json",) + (("404",) if status == 404 else ()))
+
+
+def test_a_cell_file_that_fails_says_so_and_is_fetched_again_on_the_next_choice(served, browser):
+    from playwright.sync_api import expect
+
+    url, manifest = served
+    v = Visit(browser, url, routes={"**/cat/ink/cell.json": answer(404)})
+    page = v.page
+    page.select_option("select[data-axis=style]", "ink")
+    expect(page.locator(STATUS)).to_have_text("Could not load these images (HTTP 404). Try again.")
+    assert v.thumbs() == expected_thumbs(manifest, "cat/oil")  # what was on the page stays
+    assert page.locator(".pg-prompt-text").inner_text() == "a cat oil painting"
+    v.context.unroute("**/cat/ink/cell.json")  # the file is back
+    page.select_option("select[data-axis=style]", "oil")  # back to the cell on the page: the message goes
+    expect(page.locator(STATUS)).to_have_text("")
+    page.select_option("select[data-axis=style]", "ink")  # a failure is not remembered: fetched again
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
+    assert page.locator(".pg-negative-text").inner_text() == "colour"
+    v.close(expected=("cat/ink/cell.json", "404"))
+
+
+def test_a_click_whose_cell_file_fails_says_so_and_the_next_click_opens(served, browser):
+    from playwright.sync_api import expect
+
+    url, manifest = served
+    v = Visit(browser, url, routes={"**/cat/oil/cell.json": answer(404)})  # the cell on the page, fetched on a click
+    page = v.page
+    page.locator(".pg-grid a.pg-link").nth(2).click()
+    expect(page.locator(STATUS)).to_contain_text("Could not load these images (HTTP 404)")
+    assert not page.locator("dialog.pg-lightbox").evaluate("d => d.open")
+    assert page.url == url  # the click stayed on the page
+    v.context.unroute("**/cat/oil/cell.json")
+    page.locator(".pg-grid a.pg-link").nth(2).click()
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
+    assert page.locator(".pg-lb-img").get_attribute("src").endswith(manifest["cells"]["cat/oil"]["images"][2]["full"])
+    page.keyboard.press("Escape")
+    v.close(expected=("cat/oil/cell.json", "404"))
+
+
+def test_the_live_region_is_in_the_accessibility_tree_even_when_empty(served, browser):
+    from playwright.sync_api import expect
+
+    url, _ = served
+    v = Visit(browser, url)
+    page = v.page
+    status = page.get_by_role("status")  # only elements in the accessibility tree: display:none is not
+    expect(status).to_have_count(1)
+    assert status.get_attribute("aria-live") == "polite"
+    assert status.inner_text() == ""
+    assert status.evaluate("e => getComputedStyle(e).display") != "none"
+    assert status.bounding_box()["height"] <= 1  # empty, it takes no room on the page
+    v.close()
+
+
+def test_the_page_works_under_a_strict_content_security_policy(served, browser):
+    url, manifest = served
+
+    def with_csp(route):
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_CSP})
+
+    v = Visit(browser, url, routes={url + "*": with_csp})
+    page = v.page
+    assert page.eval_on_selector_all("script:not([src])", "els => els.length") == 0  # no inline script
+    handlers = page.eval_on_selector_all(
+        "*", "els => els.flatMap(e => [...e.attributes].filter(a => a.name.startsWith('on')).map(a => a.name))")
+    assert handlers == []  # no inline handler
+    assert page.locator("script[src$='prompt-gallery.js']").get_attribute("type") == "module"
+    page.select_option("select[data-axis=subject]", "evil")
+    v.wait_thumbs(expected_thumbs(manifest, "evil/oil"))
+    page.locator(".pg-grid a.pg-link").first.click()
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
+    page.keyboard.press("Escape")
+    v.close()  # a violation would be a console error

@@ -2,206 +2,243 @@
    images; a click opens a lightbox with the full-size image and its recipe.
    Everything comes from the manifest (one source of truth); prompt text reaches the page only
    through textContent and attributes. URLs are resolved against the page's own base, so the
-   gallery works under any baseurl. */
-(function () {
-  "use strict";
+   gallery works under any baseurl. An ES module: deferred, strict, and run once however many
+   galleries include it. */
 
-  function init(root) {
-    const manifestUrl = new URL(root.getAttribute("data-manifest"), document.baseURI);
-    const siteRoot = new URL(root.getAttribute("data-root"), document.baseURI);
-    fetch(manifestUrl)
-      .then(function (response) {
-        if (!response.ok) throw new Error(response.status + " " + manifestUrl);
-        return response.json();
-      })
-      .then(function (manifest) { start(root, manifest, siteRoot); })
-      .catch(function (err) { console.warn("prompt gallery: manifest not loaded:", err.message); });
+// Fetch JSON; a failure becomes an Error whose message is the short reason a reader is shown.
+const getJson = async (url, retry) => {
+  let response;
+  try {
+    // a retry skips the HTTP cache: a host may have cached the error it answered before
+    response = await fetch(url, retry ? { cache: "no-cache" } : {});
+  } catch {
+    throw new Error("network error");
   }
-
-  function altText(manifest, cell, image) {
-    return cell.prompt + " (sample " + (image.sample + 1) + " of " + manifest.samples + ", seed " + image.seed + ")";
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  try {
+    return await response.json();
+  } catch {
+    throw new Error("unreadable file");
   }
+};
 
-  function start(root, manifest, siteRoot) {
-    const grid = root.querySelector(".pg-grid");
-    const promptText = root.querySelector(".pg-prompt-text");
-    const negative = root.querySelector(".pg-negative");
-    const negativeText = root.querySelector(".pg-negative-text");
-    const status = root.querySelector(".pg-status");
-    const selects = manifest.axes.map(function (axis) {
-      return root.querySelector('select[data-axis="' + axis.name + '"]');
+// Each file is fetched once while its fetch is pending or has succeeded. A failed one is
+// forgotten, so the next choice fetches it again (a rejected promise kept would fail forever).
+const fetched = new Map();  // URL -> promise of its JSON
+const failed = new Set();  // URLs whose last fetch failed
+const load = async (url) => {
+  const key = url.toString();
+  const pending = fetched.get(key) ?? getJson(url, failed.has(key));
+  fetched.set(key, pending);
+  try {
+    const data = await pending;
+    failed.delete(key);
+    return data;
+  } catch (error) {
+    if (fetched.get(key) === pending) fetched.delete(key);
+    failed.add(key);
+    console.warn(`prompt gallery: ${key}: ${error.message}`);
+    throw error;
+  }
+};
+
+const altText = (manifest, cell, image) =>
+  `${cell.prompt} (sample ${image.sample + 1} of ${manifest.samples}, seed ${image.seed})`;
+
+const missingNote = (manifest, cell) => {
+  const missing = manifest.samples - cell.images.length;
+  return missing > 0 ? `${missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
+};
+
+const init = (root) => {
+  const manifestUrl = new URL(root.dataset.manifest, document.baseURI);
+  const siteRoot = new URL(root.dataset.root, document.baseURI);
+  const grid = root.querySelector(".pg-grid");
+  const promptText = root.querySelector(".pg-prompt-text");
+  const negative = root.querySelector(".pg-negative");
+  const negativeText = root.querySelector(".pg-negative-text");
+  const status = root.querySelector(".pg-status");  // the live region: messages are shown and announced
+  const selects = [...root.querySelectorAll("select[data-axis]")];
+  const lightbox = makeLightbox(root, siteRoot);
+  const loadCell = (manifest, path) => load(new URL(manifest.cells[path], siteRoot));
+
+  // The cell whose images are on the page: at first the one the HTML holds, whose options are
+  // marked selected (a browser may have restored other values into the dropdowns).
+  const inHtml = (select) => ([...select.options].find((option) => option.defaultSelected) ?? select.options[0]).value;
+  let shown = selects.map(inHtml).join("/");
+  let note = status.textContent;  // what the status says about that cell
+  let latest = 0;  // the number of the last choice: a slow fetch must not win over a later choice
+
+  const say = (text) => {
+    if (status.textContent !== text) status.textContent = text;  // the same words again would be announced again
+  };
+  const sayFailed = (what, error) => say(`Could not load ${what} (${error.message}). Try again.`);
+
+  const cellFromUrl = (manifest) => {
+    const params = new URLSearchParams(window.location.search);
+    return manifest.axes.map((axis, i) => {
+      const value = params.get(axis.name);
+      return axis.options.some((option) => option.key === value) ? value : manifest.default[i];
     });
-    const lightbox = makeLightbox(root, manifest, siteRoot);
-    const cellFiles = new Map();  // path -> Promise of the cell's data, each fetched once
-    let shown = manifest.default.join("/");  // the cell whose images are on the page
-    let wanted = shown;  // the cell last asked for (a slow fetch must not win over a later choice)
+  };
 
-    function loadCell(path) {
-      if (!cellFiles.has(path)) {
-        const url = new URL(manifest.cells[path], siteRoot);
-        cellFiles.set(path, fetch(url).then(function (response) {
-          if (!response.ok) throw new Error(response.status + " " + url);
-          return response.json();
-        }));
-      }
-      return cellFiles.get(path);
-    }
+  const urlFor = (cell) => {
+    const url = new URL(window.location.href);
+    selects.forEach((select, i) => url.searchParams.set(select.dataset.axis, cell[i]));
+    return url.toString();
+  };
 
-    function cellFromUrl() {
-      const params = new URLSearchParams(window.location.search);
-      return manifest.axes.map(function (axis, i) {
-        const value = params.get(axis.name);
-        const known = axis.options.some(function (o) { return o.key === value; });
-        return known ? value : manifest.default[i];
-      });
-    }
+  const render = (manifest, data) => {
+    promptText.textContent = data.prompt;
+    negativeText.textContent = data.negative_prompt;
+    negative.hidden = !data.negative_prompt;
+    const items = data.images.map((image, i) => {
+      const figure = document.createElement("figure");
+      figure.className = "pg-item";
+      const link = document.createElement("a");
+      link.className = "pg-link";
+      link.href = new URL(image.full, siteRoot).toString();
+      const img = document.createElement("img");
+      img.className = "pg-img";
+      img.src = new URL(image.thumb, siteRoot).toString();
+      [img.width, img.height] = data.thumb_size;
+      img.alt = altText(manifest, data, image);
+      img.loading = i < 4 ? "eager" : "lazy";
+      img.decoding = "async";
+      link.append(img);
+      figure.append(link);
+      return figure;
+    });
+    grid.replaceChildren(...items);
+  };
 
-    function urlFor(cell) {
-      const url = new URL(window.location.href);
-      manifest.axes.forEach(function (axis, i) { url.searchParams.set(axis.name, cell[i]); });
-      return url.toString();
-    }
-
-    function show(cell) {
-      selects.forEach(function (select, i) { select.value = cell[i]; });
+  // Show the cell that `choose(manifest)` names; on failure, what is on the page stays and the
+  // reader is told. The manifest is awaited here too, so a choice retries one that failed.
+  const show = async (choose) => {
+    const ticket = ++latest;
+    let what = "the other combinations";
+    try {
+      const manifest = await load(manifestUrl);
+      what = "these images";
+      const cell = choose(manifest);
+      if (ticket !== latest) return;
+      selects.forEach((select, i) => { select.value = cell[i]; });
       const path = cell.join("/");
-      wanted = path;
-      if (path === shown) return;
-      loadCell(path).then(function (data) {
-        if (wanted !== path) return;
+      if (path !== shown) {
+        const data = await loadCell(manifest, path);
+        if (ticket !== latest) return;
+        render(manifest, data);
         shown = path;
-        render(data);
-      }).catch(function (err) {
-        status.textContent = "The images of this combination could not be loaded.";
-        console.warn("prompt gallery:", err.message);
-      });
-    }
-
-    function render(data) {
-      promptText.textContent = data.prompt;
-      negativeText.textContent = data.negative_prompt;
-      negative.hidden = !data.negative_prompt;
-      const missing = manifest.samples - data.images.length;
-      status.textContent = missing > 0
-        ? missing + " of " + manifest.samples + " images in this cell are not rendered yet."
-        : "";
-      const items = data.images.map(function (image, i) {
-        const figure = document.createElement("figure");
-        figure.className = "pg-item col";
-        const link = document.createElement("a");
-        link.className = "pg-link";
-        link.href = new URL(image.full, siteRoot).toString();
-        const img = document.createElement("img");
-        img.className = "pg-img";
-        img.src = new URL(image.thumb, siteRoot).toString();
-        img.width = data.thumb_size[0];
-        img.height = data.thumb_size[1];
-        img.alt = altText(manifest, data, image);
-        img.loading = i < 4 ? "eager" : "lazy";
-        img.decoding = "async";
-        link.appendChild(img);
-        figure.appendChild(link);
-        return figure;
-      });
-      grid.replaceChildren.apply(grid, items);
-    }
-
-    // One listener for server-rendered and script-built thumbnails alike.
-    grid.addEventListener("click", function (event) {
-      const link = event.target.closest("a.pg-link");
-      if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
-      event.preventDefault();
-      const links = Array.prototype.slice.call(grid.querySelectorAll("a.pg-link"));
-      loadCell(shown).then(function (data) { lightbox.open(data, links.indexOf(link), link); });
-    });
-
-    const note = root.querySelector(".pg-nojs");
-    if (note) note.hidden = true;  // the script runs: the dropdowns work
-    selects.forEach(function (select) {
-      select.disabled = false;
-      select.addEventListener("change", function () {
-        const cell = selects.map(function (s) { return s.value; });
-        show(cell);
-        window.history.pushState(null, "", urlFor(cell));
-      });
-    });
-    window.addEventListener("popstate", function () { show(cellFromUrl()); });
-    show(cellFromUrl());
-  }
-
-  function makeLightbox(root, manifest, siteRoot) {
-    const dialog = root.querySelector(".pg-lightbox");
-    const title = dialog.querySelector(".pg-lb-title");
-    const img = dialog.querySelector(".pg-lb-img");
-    const recipe = dialog.querySelector(".pg-recipe");
-    let cell = null;
-    let index = 0;
-    let opener = null;
-
-    function row(term, value) {
-      const dt = document.createElement("dt");
-      dt.textContent = term;
-      const dd = document.createElement("dd");
-      dd.textContent = String(value);
-      return [dt, dd];
-    }
-
-    function render() {
-      const image = cell.images[index];
-      const s = cell.settings;
-      title.textContent = "Sample " + (image.sample + 1) + " of " + manifest.samples +
-        (cell.images.length < manifest.samples ? " (" + cell.images.length + " rendered)" : "");
-      img.src = new URL(image.full, siteRoot).toString();
-      img.width = cell.full_size[0];
-      img.height = cell.full_size[1];
-      img.alt = altText(manifest, cell, image);
-      const rows = [row("Prompt", cell.prompt)];
-      if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
-      rows.push(row("Seed", image.seed), row("Steps", s.steps), row("Guidance", s.guidance),
-        row("Scheduler", s.scheduler), row("Size", s.width + "\u00d7" + s.height), row("Model", s.model));
-      if (s.upscaler) rows.push(row("Upscaled", s.upscaler + " to " + cell.full_size[0] + "\u00d7" + cell.full_size[1]));
-      recipe.replaceChildren.apply(recipe, [].concat.apply([], rows));
-    }
-
-    function move(step) {
-      index = (index + step + cell.images.length) % cell.images.length;
-      render();
-    }
-
-    dialog.querySelector(".pg-lb-prev").addEventListener("click", function () { move(-1); });
-    dialog.querySelector(".pg-lb-next").addEventListener("click", function () { move(1); });
-    dialog.querySelector(".pg-lb-close").addEventListener("click", function () { dialog.close(); });
-    dialog.addEventListener("keydown", function (event) {
-      if (event.key === "ArrowRight") { event.preventDefault(); move(1); }
-      if (event.key === "ArrowLeft") { event.preventDefault(); move(-1); }
-    });
-    // A click on the backdrop (outside the dialog's box) closes it, as people expect.
-    dialog.addEventListener("click", function (event) {
-      if (event.target !== dialog) return;
-      const box = dialog.getBoundingClientRect();
-      const inside = event.clientX >= box.left && event.clientX <= box.right &&
-        event.clientY >= box.top && event.clientY <= box.bottom;
-      if (!inside) dialog.close();
-    });
-    dialog.addEventListener("close", function () {
-      img.removeAttribute("src");
-      if (opener) opener.focus();  // back to the thumbnail the reader came from
-    });
-
-    return {
-      open: function (data, i, from) {
-        cell = data;
-        index = Math.max(0, i);
-        opener = from;
-        render();
-        dialog.showModal();
+        note = missingNote(manifest, data);
       }
-    };
-  }
+      say(note);
+    } catch (error) {
+      if (ticket === latest) sayFailed(what, error);
+    }
+  };
 
-  function boot() {
-    document.querySelectorAll(".prompt-gallery[data-manifest]").forEach(init);
-  }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
-  else boot();
-})();
+  // One listener for server-rendered and script-built thumbnails alike.
+  grid.addEventListener("click", async (event) => {
+    const link = event.target.closest("a.pg-link");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    const index = [...grid.querySelectorAll("a.pg-link")].indexOf(link);
+    const path = shown;
+    try {
+      const manifest = await load(manifestUrl);
+      lightbox.open(manifest, await loadCell(manifest, path), index, link);
+      say(note);  // a message from a failed click before is out of date
+    } catch (error) {
+      sayFailed("these images", error);
+    }
+  });
+
+  const fromDropdowns = () => selects.map((select) => select.value);
+  selects.forEach((select) => {
+    select.disabled = false;
+    select.addEventListener("change", () => {
+      window.history.pushState(null, "", urlFor(fromDropdowns()));
+      show(fromDropdowns);
+    });
+  });
+  const nojs = root.querySelector(".pg-nojs");
+  if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
+  window.addEventListener("popstate", () => show(cellFromUrl));
+  show(cellFromUrl);
+};
+
+const makeLightbox = (root, siteRoot) => {
+  const dialog = root.querySelector(".pg-lightbox");
+  const title = dialog.querySelector(".pg-lb-title");
+  const img = dialog.querySelector(".pg-lb-img");
+  const recipe = dialog.querySelector(".pg-recipe");
+  let manifest = null;
+  let cell = null;
+  let index = 0;
+  let opener = null;
+
+  const row = (term, value) => {
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = String(value);
+    return [dt, dd];
+  };
+
+  const render = () => {
+    const image = cell.images[index];
+    const s = cell.settings;
+    const [width, height] = cell.full_size;
+    const rendered = cell.images.length < manifest.samples ? ` (${cell.images.length} rendered)` : "";
+    title.textContent = `Sample ${image.sample + 1} of ${manifest.samples}${rendered}`;
+    img.src = new URL(image.full, siteRoot).toString();
+    img.width = width;
+    img.height = height;
+    img.alt = altText(manifest, cell, image);
+    const rows = [row("Prompt", cell.prompt)];
+    if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
+    rows.push(row("Seed", image.seed), row("Steps", s.steps), row("Guidance", s.guidance),
+      row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
+    if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
+    recipe.replaceChildren(...rows.flat());
+  };
+
+  const move = (step) => {
+    index = (index + step + cell.images.length) % cell.images.length;
+    render();
+  };
+
+  dialog.querySelector(".pg-lb-prev").addEventListener("click", () => move(-1));
+  dialog.querySelector(".pg-lb-next").addEventListener("click", () => move(1));
+  dialog.querySelector(".pg-lb-close").addEventListener("click", () => dialog.close());
+  dialog.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowRight") { event.preventDefault(); move(1); }
+    if (event.key === "ArrowLeft") { event.preventDefault(); move(-1); }
+  });
+  // A click on the backdrop (outside the dialog's box) closes it, as people expect.
+  dialog.addEventListener("click", (event) => {
+    if (event.target !== dialog) return;
+    const box = dialog.getBoundingClientRect();
+    const inside = event.clientX >= box.left && event.clientX <= box.right &&
+      event.clientY >= box.top && event.clientY <= box.bottom;
+    if (!inside) dialog.close();
+  });
+  dialog.addEventListener("close", () => {
+    img.removeAttribute("src");
+    opener?.focus();  // back to the thumbnail the reader came from
+  });
+
+  return {
+    open: (withManifest, data, i, from) => {
+      manifest = withManifest;
+      cell = data;
+      index = Math.max(0, i);
+      opener = from;
+      render();
+      dialog.showModal();
+    },
+  };
+};
+
+// A module runs after the document is parsed: every gallery on the page is there.
+document.querySelectorAll(".prompt-gallery[data-manifest]").forEach(init);
