@@ -16,7 +16,7 @@ from typing import Any
 
 from gallery import schedulers
 from gallery.errors import ConfigError
-from gallery.settings import (BY_NAME, PIPELINE, SAFE_KEY, SECTIONS, TEXTLIKE, UPSCALERS, WEIGHTS_SUFFIXES, Text,
+from gallery.settings import (BY_NAME, PIPELINE, RESERVED_NAMES, SAFE_KEY, SECTIONS, TEXTLIKE, UPSCALERS, WEIGHTS_SUFFIXES, Text,
                               Upscaler, got, kind_of, names, quoted)
 from gallery.yamlsource import Located, dotted, load_yaml
 
@@ -338,6 +338,9 @@ class _Reader:
         return tuple(result)
 
     def safe_key(self, key: str, path: tuple, seen_lower: dict[str, str], what: str) -> None:
+        if key.lower() in RESERVED_NAMES:
+            raise self.fail(path, f"{what} {quoted(key)} is a name Windows reserves; a checkout of the site there "
+                                  "would fail", f"rename it, e.g. {key}_")
         if not SAFE_KEY.fullmatch(key):
             raise self.fail(path, f"{what} {quoted(key)} is not safe for file names and URLs",
                             "use letters A-Z, digits, '_' and '-' (at most 64, starting with a letter or digit)")
@@ -590,7 +593,7 @@ def _with_defaults(place: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def _slugify(text: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:64]
-    return slug or "gallery"
+    return f"{slug}-gallery" if slug in RESERVED_NAMES else slug or "gallery"
 
 
 def _exists(path: Path | None) -> bool:

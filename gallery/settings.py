@@ -20,7 +20,17 @@ from gallery.errors import ConfigError
 PLACES = ("top", "render", "option", "upscale", "page", "site", "paths", "limits")
 SECTIONS = ("page", "site", "render", "upscale", "paths", "limits")  # top-level keys holding a mapping
 
-SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Names Windows reserves in any folder, whatever the case: a checkout of the site there would fail.
+RESERVED_NAMES = ("con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10)))
+
+
+def any_case(word: str) -> str:
+    """A pattern for `word` in any case, without inline flags (JSON Schema's ECMA-262 has none)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# A key or slug that names files and URL parts: no separators, dots or spaces, not a reserved name.
+SAFE_KEY = re.compile(r"^(?!(" + "|".join(any_case(n) for n in RESERVED_NAMES) + r")$)[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 TEXTLIKE = (str, int, float, datetime.date)  # YAML reads some plain text as numbers and dates
 
 
@@ -198,10 +208,7 @@ def ecma(pattern: str) -> str:
 def spellings(words: list[str]) -> str:
     """A pattern for `words` as gallery.schedulers.resolve reads them: any case, '_' also written ' '
     or '-', spaces around."""
-    def one(word: str) -> str:
-        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else "[_ -]" if c == "_" else re.escape(c)
-                       for c in word)
-    return r"^\s*(" + "|".join(one(w) for w in words) + r")\s*$(?![\s\S])"
+    return r"^\s*(" + "|".join(any_case(w).replace("_", "[_ -]") for w in words) + r")\s*$(?![\s\S])"
 
 
 @dataclass(frozen=True)
@@ -379,7 +386,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("title", Text(empty_ok=False), "the page title (al-folio front matter `title`)", ("page",),
             "Prompt gallery"),
     Setting("slug", Text(empty_ok=False, pattern=SAFE_KEY, mismatch="{value} is not safe for file names and URLs",
-                         hint="use letters, digits, '_' and '-'", shown_as="letters, digits, `_`, `-`"),
+                         hint="use letters, digits, '_' and '-', and no name Windows reserves (con, nul, aux ...)",
+                         shown_as="letters, digits, `_`, `-`"),
             "the page's file name and URL: `/projects/<slug>/`", ("page",), None, "from the title"),
     Setting("description", Text(), "front matter `description` (al-folio shows it under the title and on the card)",
             ("page",), ""),
