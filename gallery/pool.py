@@ -28,10 +28,23 @@ def map_images(fn: Callable[[T], R], items: Sequence[T], *, few: int, chunksize:
             each = map(fn, items)
         else:
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers,
-                                                           mp_context=multiprocessing.get_context("spawn")))
+                                                           mp_context=multiprocessing.get_context("spawn"),
+                                                           initializer=_die_with_parent, initargs=(os.getpid(),)))
             each = pool.map(fn, items, chunksize=chunksize or max(1, len(items) // (workers * 8)))
         for result in each:
             results.append(result)
             if on_each:
                 on_each()
     return results
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make a worker die with the build that started it (kill -9 included), rather than go on
+    converting for nobody: Linux's parent-death signal; elsewhere the pool's own shutdown."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
