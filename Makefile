@@ -1,5 +1,6 @@
 # The two commands a user needs:   make demo    (set up, build the demo gallery: CPU, offline, a minute)
 #                                  make test    (set up with test tools, run the suite)
+# Before a commit:                 make lint    (ruff check, ruff format --check, mypy; CI runs it too)
 # Then your own gallery:           make build   (render what prompts.yaml asks for, write site/)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -31,7 +32,7 @@ setup: $(VENV)/.installed
 
 # Each of these is the `gallery` command of the same name on $(CONFIG).
 COMMANDS := build plan render site verify prune serve publish
-.PHONY: setup $(COMMANDS) demo screenshot test
+.PHONY: setup $(COMMANDS) demo screenshot test lint
 $(COMMANDS): setup
 	$(BIN)/gallery $@ --config $(CONFIG)
 
@@ -45,3 +46,10 @@ screenshot: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# Lint, format and types, as configured in pyproject.toml ([tool.ruff], [tool.mypy]); each must be clean.
+# `$(BIN)/ruff format .` rewrites the files the format check names.
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy

@@ -77,7 +77,7 @@ KIB = 1024
 
 # -- the gallery, built from photos instead of renders ---------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photos() -> tuple[Image.Image, ...]:
     try:
         from importlib.resources import files

@@ -64,9 +64,11 @@ class Workload:
 
 WORKLOADS = {
     "ldm": Workload("ldm", 256, 7.5, 0.182, "LDM-KL-8-G (LDMTextToImagePipeline, LDMBert 32x1280), 256x256"),
-    "sd15": Workload("sd15", 512, 7.5, 0.80, "Stable Diffusion 1.5 (StableDiffusionPipeline, CLIP ViT-L text), 512x512"),
+    "sd15": Workload("sd15", 512, 7.5, 0.80,
+                     "Stable Diffusion 1.5 (StableDiffusionPipeline, CLIP ViT-L text), 512x512"),
     # The project's own trained demo model (demo/model): small enough for a CI-sized run on a CPU.
-    "demo": Workload("demo", 64, 4.0, 0.0, "the demo model (demo/model, StableDiffusionPipeline, 1.7M-parameter UNet), 64x64",
+    "demo": Workload("demo", 64, 4.0, 0.0,
+                     "the demo model (demo/model, StableDiffusionPipeline, 1.7M-parameter UNet), 64x64",
                      prompt="a blue star, filled"),
 }
 DEMO_MODEL = REPO / "demo" / "model"
@@ -171,7 +173,8 @@ class Plain:
 class Ours:
     """gallery's Renderer, loaded through the functions the CLI uses; each repeat into a fresh cache."""
 
-    def __init__(self, model: Path, w: Workload, steps: int, images: int, out: Path, dtype: str, batch: str, label: str):
+    def __init__(self, model: Path, w: Workload, steps: int, images: int, out: Path, dtype: str, batch: str,
+                 label: str):
         from gallery.config import load_config
         from gallery.fingerprint import Memo, model_identities
         from gallery.plan import expand, models
@@ -250,15 +253,18 @@ def main() -> int:
     parser.add_argument("--workload", choices=("ldm", "sd15", "demo", "all"), default="all", help="all: ldm and sd15")
     parser.add_argument("--steps", type=int, default=None,
                         help="inference steps (default: 2 on CPU, 250 ldm / 50 sd15 on GPU; demo: 15)")
-    parser.add_argument("--images", type=int, default=None, help="images per side and repeat (default: 2 on CPU, 16 on GPU)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="images per side and repeat (default: 2 on CPU, 16 on GPU)")
     parser.add_argument("--repeats", type=int, default=None, help="default: 1 on CPU, 3 on GPU; the median is reported")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="ours' dtype")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
+                        help="ours' dtype")
     parser.add_argument("--batch", default="auto", help="ours' batch_size: auto or a number")
     parser.add_argument("--cpu-dtypes", dest="cpu_dtypes", action="store_true", default=None,
                         help="on CPU (default there): also ours in bfloat16 vs float32, ldm only")
     parser.add_argument("--no-cpu-dtypes", dest="cpu_dtypes", action="store_false")
     parser.add_argument("--models", type=Path, default=None,
-                        help="keep the built models in this folder and reuse them next time (default: a temp dir, deleted)")
+                        help="keep the built models in this folder and reuse them next time "
+                             "(default: a temp dir, deleted)")
     args = parser.parse_args()
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, Path.cwd()), *sys.argv])
 
@@ -274,7 +280,8 @@ def main() -> int:
     repeats = args.repeats or (3 if gpu else 1)
     cpu_dtypes = (not gpu) if args.cpu_dtypes is None else (args.cpu_dtypes and not gpu)
     names = ["ldm", "sd15"] if args.workload == "all" else [args.workload]
-    where = torch.cuda.get_device_name(0) if gpu else f"CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    where = (torch.cuda.get_device_name(0) if gpu
+             else f"CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     print(f"render speed: {where}; torch {torch.__version__}, diffusers {diffusers.__version__}")
     if not gpu:
         print(f"CPU bfloat16 instructions (AVX512-BF16 or AMX): {'yes' if cpu_has_bf16() else 'NO (bf16 is emulated)'}")
@@ -298,7 +305,8 @@ def main() -> int:
             else:
                 t0 = time.perf_counter()
                 params = build(name, model)
-                print(f"  model: {params / 1e9:.2f}B parameters, built and saved (fp32) in {time.perf_counter() - t0:.0f}s")
+                print(f"  model: {params / 1e9:.2f}B parameters, built and saved (fp32) "
+                      f"in {time.perf_counter() - t0:.0f}s")
 
             runs = [(args.dtype, "ours")]
             if cpu_dtypes and name == "ldm":
@@ -315,8 +323,9 @@ def main() -> int:
             for side in sides[1:]:
                 o, used = measured[side.label], side.used
                 results[side.label] = (statistics.median(o), used)
-                print(f"  {side.label:<6} {used['dtype']}: {_rates(o)}; batch {used['batch']} (set {used['batch_set']}), "
-                      f"{used['device']} (model hashed in {side.hash_s:.1f}s, loaded in {side.load_s:.1f}s, not timed)")
+                print(f"  {side.label:<6} {used['dtype']}: {_rates(o)}; batch {used['batch']} "
+                      f"(set {used['batch_set']}), {used['device']} "
+                      f"(model hashed in {side.hash_s:.1f}s, loaded in {side.load_s:.1f}s, not timed)")
             del sides
             _free()
             plain_rate = statistics.median(p)
@@ -346,7 +355,8 @@ def main() -> int:
         line = (f"{r['workload']:<9}{r['side']:<11}{r['device']:<8}{r['dtype']:<10}{r['batch']:>5}{r['steps']:>6}"
                 f"{r['images']:>7}{r['plain']:>13.4f}{r['ours']:>12.4f}{r['ratio']:>10.2f}x")
         print(line + (f"  {r['bound']:>9.1%}" if r["bound"] is not None else ""))
-    print(f"plain = DiffusionPipeline float32, 1 prompt/call, PIL + PNG save; wall {time.perf_counter() - started:.0f}s")
+    print("plain = DiffusionPipeline float32, 1 prompt/call, PIL + PNG save; "
+          f"wall {time.perf_counter() - started:.0f}s")
     print(f"load average at the end: {_load()}")
     print(f"command: {command}")
     return 0

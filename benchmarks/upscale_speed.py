@@ -130,7 +130,7 @@ class Ours:
         from gallery.cache import Cache
 
         cache = Cache(self.project / f"cache-{r}")
-        for job, path in zip(self.plan.jobs, self.sources):
+        for job, path in zip(self.plan.jobs, self.sources, strict=True):
             cache.put(job.key, path.read_bytes(), {"key": job.key, "recipe": job.recipe})
         todo = upscale.missing(self.plan, cache.whole_entries(job.key for job in self.plan.jobs))
         _sync(self.config.runtime.device)

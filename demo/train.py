@@ -106,8 +106,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def train_classifier(images: np.ndarray, labels: torch.Tensor, steps: int, out: Path) -> None:
-    from safetensors.torch import save_file
     from PIL import Image
+    from safetensors.torch import save_file
 
     classifier = shapes.ShapeClassifier()
     net = classifier.net.train()
@@ -167,7 +167,8 @@ def train_vae(images: np.ndarray, steps: int, batch: int):
 
 @torch.no_grad()
 def encode(vae, images: np.ndarray) -> torch.Tensor:
-    latents = torch.cat([vae.encode(to_tensor(images[i : i + 256])).latent_dist.mode() for i in range(0, len(images), 256)])
+    latents = torch.cat([vae.encode(to_tensor(images[i : i + 256])).latent_dist.mode()
+                         for i in range(0, len(images), 256)])
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     print(f"latents {tuple(latents.shape)}, scaling factor {vae.config.scaling_factor:.4f}", flush=True)
     return latents * vae.config.scaling_factor
@@ -241,7 +242,7 @@ def train_unet(latents: torch.Tensor, captions: list[str], tokenizer, steps: int
         decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for model, ema in ((unet, ema_unet), (text_encoder, ema_text)):
-                for p, e in zip(model.parameters(), ema.parameters()):
+                for p, e in zip(model.parameters(), ema.parameters(), strict=True):
                     e.lerp_(p, 1 - decay)
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if step % 250 == 0 or step == steps - 1:

@@ -19,7 +19,7 @@ class ConfigError(GalleryError):
         self.message, self.file, self.line, self.key, self.hint = message, file, line, key, hint
         super().__init__(str(self))
 
-    def at(self, file: str) -> "ConfigError":
+    def at(self, file: str) -> ConfigError:
         return ConfigError(self.message, file=file, line=self.line, key=self.key, hint=self.hint)
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from gallery.fsutil import atomic_write_bytes
 MEMO_NAME = "fingerprints.json"
 
 
-def model_identities(models: set[tuple[str, str | None]], memo: "Memo") -> dict[tuple[str, str | None], str]:
+def model_identities(models: set[tuple[str, str | None]], memo: Memo) -> dict[tuple[str, str | None], str]:
     """Identity of each (model, revision): local models by content, hub models by id and revision."""
     identities = {}
     for model, revision in sorted(models, key=str):
@@ -26,7 +26,7 @@ def model_identities(models: set[tuple[str, str | None]], memo: "Memo") -> dict[
     return identities
 
 
-def local_fingerprint(path: Path, memo: "Memo") -> str:
+def local_fingerprint(path: Path, memo: Memo) -> str:
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)

@@ -13,7 +13,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-
+from typing import Any
 
 from gallery import schedulers
 from gallery.config import UPSCALERS, Picture, Runtime, Upscale
@@ -79,9 +79,8 @@ def cpu_has_bf16() -> bool:
 def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
     """The pipeline for `picture`, on the target device, with its scheduler and memory options."""
     quiet_libraries()
-    import torch
     import diffusers
-
+    import torch
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()
@@ -158,10 +157,11 @@ def load_upscaler(upscale: Upscale, target: Target, runtime: Runtime):
     return pipe
 
 
-def _upscaler_index(upscale: Upscale, diffusers) -> tuple[type, dict, bool]:
+def _upscaler_index(upscale: Upscale, diffusers) -> tuple[Any, dict, bool]:
     """The upscaler's pipeline class (checked against the model's own), model index, and local_only."""
     config, local_only = _model_index(upscale, diffusers, "upscale.model")
     found, wanted = config.get("_class_name"), upscale.kind.pipeline
+    assert wanted is not None, f"upscaler '{upscale.upscaler}' is not a diffusers pipeline"
     if found != wanted:
         other = next((name for name, u in UPSCALERS.items() if u.pipeline and u.pipeline == found), None)
         raise ModelLoadError(
@@ -183,7 +183,7 @@ def load_sr_model(upscale: Upscale, target: Target):
     except ImportError as err:  # an optional extra: it brings torchvision, which must match the torch build
         raise ModelLoadError(f"upscaler 'esrgan' needs spandrel ({err}): pip install 'prompt-gallery[esrgan]', "
                              "after the torchvision that matches your torch") from None
-    name = upscale.model
+    name = _model_of(upscale)
     state = _read_weights(_weights_path(upscale), name)
     try:
         model = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state))
@@ -212,10 +212,10 @@ def load_sr_model(upscale: Upscale, target: Target):
 def _weights_path(upscale: Upscale) -> str:
     """A local weights file as it is; a hub file (owner/repo/path) from the hub cache, fetched if it must be."""
     if upscale.is_local:
-        return upscale.model
+        return _model_of(upscale)
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    repo, filename = hub_file(upscale.model)
+    repo, filename = hub_file(_model_of(upscale))
     cached = try_to_load_from_cache(repo, filename, revision=upscale.revision)
     if isinstance(cached, str):
         return cached
@@ -225,6 +225,12 @@ def _weights_path(upscale: Upscale) -> str:
         return hf_hub_download(repo, filename, revision=upscale.revision)
     except Exception as err:  # the hub client raises many kinds; all mean "cannot fetch"
         raise ModelLoadError(_explain_load_failure(upscale, err, "upscale.model")) from None
+
+
+def _model_of(entry: Picture | Upscale) -> str:
+    """The model to load: render.model, or a model upscaler's (the config fills in its default)."""
+    assert entry.model is not None, "an upscaler without a model loads none"
+    return entry.model
 
 
 def hub_file(model: str) -> tuple[str, str]:
@@ -266,14 +272,15 @@ def _read_weights(path: str, name: str) -> dict:
 def _model_index(model: Picture | Upscale, diffusers, setting: str) -> tuple[dict, bool]:
     """The model's model_index.json, and whether to load it from the local hub cache only (offline)."""
     local_only = False
+    source = _model_of(model)
     if not model.is_local:
-        cached = _in_hub_cache(model.model, model.revision)
+        cached = _in_hub_cache(source, model.revision)
         if not _hub_reachable():
             if not cached:  # say so now, instead of after the hub client's retries
                 raise ModelLoadError(_offline_message(model, setting))
             local_only = True
     try:
-        config = diffusers.DiffusionPipeline.load_config(model.model, revision=model.revision,
+        config = diffusers.DiffusionPipeline.load_config(source, revision=model.revision,
                                                          local_files_only=local_only)
     except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
         raise ModelLoadError(_explain_load_failure(model, err, setting)) from None
@@ -304,7 +311,7 @@ def _load_single_file(picture: Picture, torch_dtype, diffusers):
         from safetensors import safe_open
 
         with safe_open(picture.model, framework="pt") as f:
-            is_xl = any(k.startswith("conditioner.embedders.1") for k in f.keys())
+            is_xl = any(k.startswith("conditioner.embedders.1") for k in f.keys())  # noqa: SIM118 (not a dict)
         name = "StableDiffusionXLPipeline" if is_xl else "StableDiffusionPipeline"
     cls = getattr(diffusers, name, None)
     if cls is None or not hasattr(cls, "from_single_file"):
@@ -337,7 +344,7 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
 
 
 def _offline_message(picture: Picture | Upscale, setting: str = "render.model") -> str:
-    model = picture.model
+    model = _model_of(picture)
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     if isinstance(picture, Upscale) and picture.kind.loader == "spandrel":
         download, local = " ".join(hub_file(model)), "local .pth or .safetensors file"
@@ -358,7 +365,7 @@ def set_scheduler(pipe, picture: Picture, diffusers) -> None:
     if not hasattr(pipe, "_gallery_model_scheduler"):
         pipe._gallery_model_scheduler = pipe.scheduler
     own = pipe._gallery_model_scheduler
-    choice = schedulers.resolve(picture.scheduler)
+    choice = schedulers.choice(picture.scheduler)
     options = dict(choice.options + picture.scheduler_options)
     if choice.cls is None and not options:
         pipe.scheduler = own

@@ -42,7 +42,7 @@ def settings_of(cell: Cell, upscale: Upscale | None = None, made_with: str | Non
     """The cell's recipe for the lightbox; `made_with` names the model's own scheduler class when
     the config left the scheduler at 'default' (the sidecars record it)."""
     p = cell.picture
-    scheduler = schedulers.resolve(p.scheduler).label
+    scheduler = schedulers.choice(p.scheduler).label
     if p.scheduler == "default" and made_with:
         scheduler = made_with.removesuffix("Scheduler")
     settings = {"model": p.model_name, "scheduler": scheduler, "steps": p.steps,

@@ -16,7 +16,7 @@ def a1111_parameters(recipe: dict, model_name: str) -> str:
     lines = [recipe["prompt"]]
     if recipe["negative_prompt"]:
         lines.append(f"Negative prompt: {recipe['negative_prompt']}")
-    sampler = schedulers.resolve(recipe["scheduler"]).label
+    sampler = schedulers.choice(recipe["scheduler"]).label
     guidance = recipe["guidance"]
     cfg = int(guidance) if float(guidance).is_integer() else guidance
     lines.append(
@@ -38,4 +38,4 @@ def encode_png(image: Image.Image, parameters: str, recipe: dict) -> bytes:
 def read_parameters(png: bytes) -> str | None:
     with Image.open(io.BytesIO(png)) as image:
         image.load()
-        return image.text.get("parameters")  # type: ignore[attr-defined]
+        return image.text.get("parameters")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,6 +24,7 @@ def map_images(fn: Callable[[T], R], items: Sequence[T], *, few: int, chunksize:
     `fn` must be a module-level function (it is pickled); `on_each` runs here after each item."""
     workers = os.cpu_count() or 1
     results = []
+    each: Iterator[R]
     with contextlib.ExitStack() as stack:
         if len(items) < few or workers == 1:
             each = map(fn, items)

@@ -55,7 +55,7 @@ def serve(site_dir: Path, slug: str, host: str = "127.0.0.1", port: int = 8000) 
     page_paths = {"/", "/index.html", f"/projects/{slug}/", f"/projects/{slug}/index.html"}
 
     class Handler(SimpleHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):  # http.server names it so
             if self.path.split("?", 1)[0] in page_paths:
                 data = render_page(site_dir, slug).encode("utf-8")  # rendered per request: edits show on reload
                 self.send_response(200)
@@ -77,5 +77,5 @@ def serve(site_dir: Path, slug: str, host: str = "127.0.0.1", port: int = 8000) 
 def serve_in_thread(site_dir: Path, slug: str, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
     server = serve(site_dir, slug, port=port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    host, port = server.server_address[:2]
+    host, port = server.socket.getsockname()[:2]
     return server, f"http://{host}:{port}/projects/{slug}/"

@@ -50,3 +50,11 @@ def resolve(name: str) -> SchedulerChoice | None:
     if CLASS_NAME.fullmatch(name):  # any other diffusers scheduler class, checked when loading
         return SchedulerChoice(name, name, (), name.removesuffix("Scheduler"))
     return None
+
+
+def choice(name: str) -> SchedulerChoice:
+    """The choice of a name the config has already accepted (so resolve() knows it)."""
+    found = resolve(name)
+    if found is None:
+        raise ValueError(f"unknown scheduler {name!r}")
+    return found

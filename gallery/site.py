@@ -68,7 +68,7 @@ def yaml_string(value) -> Markup:
 
 def environment(templates_dir: Path) -> Environment:
     loaders = [FileSystemLoader(str(templates_dir))] if templates_dir.is_dir() else []
-    if BUILTIN_TEMPLATES.is_dir() and BUILTIN_TEMPLATES != templates_dir:
+    if BUILTIN_TEMPLATES.is_dir() and templates_dir != BUILTIN_TEMPLATES:
         loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))  # a user's folder may override a few
     env = Environment(
         loader=ChoiceLoader(loaders),
@@ -188,13 +188,13 @@ def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]
     The one list of them, read both to check ownership and to render."""
     config = plan.config
     include_dir = f"_includes/prompt_gallery/{config.page.slug}"
-    files = {
+    files: dict[str, tuple[str, dict]] = {
         f"_projects/{config.page.slug}.md": ("page.md", {}),
         f"{include_dir}/gallery.html": ("gallery.html", {}),
         "assets/js/prompt-gallery.js": ("assets/prompt-gallery.js", {}),
         "assets/css/prompt-gallery.css": ("assets/prompt-gallery.css", {}),
     }
-    for axis, selected in zip(config.axes, config.page.default):
+    for axis, selected in zip(config.axes, config.page.default, strict=True):
         files[f"{include_dir}/select-{axis.name}.html"] = ("select.html", {"axis": axis, "selected": selected})
     if standalone:
         files.update({name: (f"site/{name}", {}) for name in STANDALONE_FILES})
@@ -218,9 +218,9 @@ def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env:
         "axes": config.axes,
         "manifest": manifest,
         "manifest_url": manifest_mod.manifest_path(plan),
-        "default": dict(zip((a.name for a in config.axes), page.default)),
+        "default": dict(zip((a.name for a in config.axes), page.default, strict=True)),
         "cell": cells[default_cell.path],
-        "cell_labels": [a.option(k).label for a, k in zip(config.axes, page.default)],
+        "cell_labels": [a.option(k).label for a, k in zip(config.axes, page.default, strict=True)],
         "front_matter": Markup(_front_matter(plan, cover)),
         "intro": Markup(page.intro),
         "body": Markup(page.body),
@@ -231,7 +231,7 @@ def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env:
 
 def _front_matter(plan: Plan, cover: str | None) -> str:
     page = plan.config.page
-    data = {"layout": page.layout, "title": page.title}
+    data: dict[str, str | int] = {"layout": page.layout, "title": page.title}
     if page.description:
         data["description"] = page.description
     if cover:

@@ -39,7 +39,7 @@ def derive(images: list[WebImage]) -> tuple[int, set[str]]:
     """Write the web copies of `images` (on every core). Return how many were converted, and the
     keys of sources that do not match their sidecar (those are never published)."""
     results = map_images(_convert, images, few=32)
-    refused = {image.key for image, ok in zip(images, results) if not ok}
+    refused = {image.key for image, ok in zip(images, results, strict=True) if not ok}
     return len(images) - len(refused), refused
 
 
@@ -51,7 +51,7 @@ def _convert(image: WebImage) -> bool:
         src = src.convert("RGB")
         full = io.BytesIO()
         src.save(full, format="WEBP", quality=FULL_QUALITY, method=4)
-        small = src.resize(thumb_size(*src.size), Image.LANCZOS) if max(src.size) > THUMB_MAX else src
+        small = src.resize(thumb_size(*src.size), Image.Resampling.LANCZOS) if max(src.size) > THUMB_MAX else src
         thumb = io.BytesIO()
         small.save(thumb, format="WEBP", quality=THUMB_QUALITY, method=4)
     atomic_write_bytes(image.full, full.getvalue())

@@ -14,14 +14,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gallery.config import load_config  # noqa: E402
-from gallery.preview import serve_in_thread  # noqa: E402
-from scripts.browser import CHROMIUM, FLAGS, serve_static  # noqa: E402
+from gallery.config import load_config
+from gallery.preview import serve_in_thread
+from scripts.browser import CHROMIUM, FLAGS, serve_static
 
 
 @contextlib.contextmanager

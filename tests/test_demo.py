@@ -23,7 +23,7 @@ from gallery.metadata import read_parameters
 from gallery.plan import expand, models
 
 sys.path.insert(0, str(REPO / "demo"))
-import shapes  # noqa: E402
+import shapes
 
 DEMO = REPO / "demo"
 CLASSIFIER = DEMO / "shape_classifier.safetensors"
@@ -33,10 +33,10 @@ def judge(images: list[Image.Image], colours: list[str], subjects: list[str]) ->
     """(colour hit rate, shape hit rate, what was seen instead) for pictures and what they should show."""
     seen_shapes = shapes.ShapeClassifier(str(CLASSIFIER)).predict(images)
     seen_colours = [shapes.dominant_colour(im) for im in images]
-    misses = [f"{c} {s}: saw {sc} {ss}" for c, s, sc, ss in zip(colours, subjects, seen_colours, seen_shapes)
-              if (sc, ss) != (c, s)]
-    colour_rate = sum(a == b for a, b in zip(seen_colours, colours)) / len(images)
-    shape_rate = sum(a == b for a, b in zip(seen_shapes, subjects)) / len(images)
+    misses = [f"{c} {s}: saw {sc} {ss}"
+              for c, s, sc, ss in zip(colours, subjects, seen_colours, seen_shapes, strict=True) if (sc, ss) != (c, s)]
+    colour_rate = sum(a == b for a, b in zip(seen_colours, colours, strict=True)) / len(images)
+    shape_rate = sum(a == b for a, b in zip(seen_shapes, subjects, strict=True)) / len(images)
     return colour_rate, shape_rate, misses
 
 
@@ -44,11 +44,11 @@ def test_the_judges_know_the_drawings_and_catch_wrong_labels():
     rng = random.Random(7)
     labels = [shapes.sample_labels(rng) for _ in range(300)]
     drawings = [shapes.draw(*label, rng) for label in labels]
-    colour_rate, shape_rate, _ = judge(drawings, [l[1] for l in labels], [l[0] for l in labels])
+    colour_rate, shape_rate, _ = judge(drawings, [label[1] for label in labels], [label[0] for label in labels])
     assert colour_rate >= 0.99 and shape_rate >= 0.97
     # the same pictures with their labels shuffled fail: the checks can tell
     shuffled = labels[1:] + labels[:1]
-    colour_rate, shape_rate, _ = judge(drawings, [l[1] for l in shuffled], [l[0] for l in shuffled])
+    colour_rate, shape_rate, _ = judge(drawings, [label[1] for label in shuffled], [label[0] for label in shuffled])
     assert colour_rate < 0.4 and shape_rate < 0.4
 
 
@@ -88,7 +88,7 @@ def test_demo_gallery_follows_its_prompts(demo_build, capsys):
 
 
 def test_demo_page_shows_each_cell_its_own_images(demo_build):
-    config, plan = demo_build
+    config, _ = demo_build
     manifest = json.loads((config.site_dir / "assets/img/shapes-demo/manifest.json").read_text())
     assert manifest["default"] == ["triangle", "orange", "striped"]
     cell = json.loads((config.site_dir / manifest["cells"]["triangle/red/striped"]).read_text())

@@ -136,7 +136,7 @@ def test_git_failure_is_a_gallery_error(setup, tmp_path):
 def test_missing_jekyll_says_what_to_do(setup, monkeypatch):
     site, _, work = setup
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(GalleryError, match="install it .*GitHub Actions"):
+    with pytest.raises(GalleryError, match=r"install it .*GitHub Actions"):
         publish(site, repo_dir=work, log=lambda _: None)
 
 

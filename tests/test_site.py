@@ -25,6 +25,7 @@ NASTY_PROMPT = "<img src=x onerror=alert(1)> {% include nope.html %} {{ page.tit
 
 
 def nasty_project(folder: Path, model: Path) -> Path:
+    label, prompt = (json.dumps(text, ensure_ascii=False) for text in (NASTY_LABEL, NASTY_PROMPT))
     return write_prompts(folder, f"""
         page:
           title: Gallery
@@ -34,10 +35,10 @@ def nasty_project(folder: Path, model: Path) -> Path:
         render: {{model: {model}, steps: 2, width: 64, height: 64, samples: 1}}
         axes:
           subject:
-            label: {json.dumps(NASTY_LABEL, ensure_ascii=False)}
+            label: {label}
             options:
               plain: a cat
-              evil: {{prompt: {json.dumps(NASTY_PROMPT, ensure_ascii=False)}, label: {json.dumps(NASTY_LABEL, ensure_ascii=False)}}}
+              evil: {{prompt: {prompt}, label: {label}}}
           style: {{oil: oil painting}}
     """)
 

@@ -19,8 +19,9 @@ def clip_tokenizer_files(directory: Path) -> Path:
     spec = importlib.util.find_spec("open_clip")  # locate the wheel without importing it (no torchvision)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("open-clip-torch is needed for the CLIP vocabulary: pip install --no-deps open-clip-torch")
-    bpe = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
-    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")
+    bpe = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
+    with gzip.open(bpe, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     byte_chars = _bytes_to_unicode()
     vocab = list(byte_chars) + [c + "</w>" for c in byte_chars]
@@ -117,7 +118,8 @@ def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
         tokenizer=clip_tokenizer(directory.parent),
         unet=_tiny_unet(32),
         scheduler=DDIMScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+            set_alpha_to_one=False, steps_offset=1,
         ),
         safety_checker=None,
         feature_extractor=None,
@@ -150,7 +152,8 @@ def build_tiny_ldm(directory: Path, seed: int = 0) -> Path:
         bert=bert,
         tokenizer=clip_tokenizer(directory.parent),
         unet=_tiny_unet(32),
-        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1),
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                steps_offset=1),
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
@@ -184,8 +187,13 @@ def build_tiny_sd_upscaler(directory: Path, seed: int = 0) -> Path:
     on the low-res grid (4 latent + 3 image channels, the noise level as class label) and a VAE
     that scales 4x."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, \
-        UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
