@@ -23,6 +23,7 @@ from gallery.yamlsource import Located, dotted, load_yaml
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 HUB_FILE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+/[\w./-]+$")  # owner/repo/path/in/repo.pth
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+WEBP_MAX_SIDE = 16383
 
 # The keys each place takes, from the settings table.
 PICTURE_KEYS = names("option")  # what an option may change for its cells
@@ -283,7 +284,22 @@ class _Reader:
         )
         if runtime.seed + runtime.samples > 2**63:
             raise self.fail(("render", "seed"), "seed + samples must stay below 2**63")
+        self.check_output_size(config)
         return config
+
+    def check_output_size(self, config: Config) -> None:
+        """The page's full-size copies are WebP, which holds at most 16383 pixels a side: refuse an
+        upscale past it now, not after the renders."""
+        if not config.upscale or not config.upscale.factor:
+            return
+        sides = [config.picture.width, config.picture.height]
+        sides += [value for axis in config.axes for option in axis.options for key, value in option.overrides
+                  if key in ("width", "height")]
+        largest = max(sides) * config.upscale.factor
+        if largest > WEBP_MAX_SIDE:
+            raise self.fail(("upscale", "factor"), f"{max(sides)}px upscaled {config.upscale.factor}x is {largest}px, "
+                                                   f"more than the {WEBP_MAX_SIDE}px a side the page's WebP copies hold",
+                            "use a smaller factor, or size: (the long side in pixels) instead")
 
     def axes(self, value: Any) -> tuple[Axis, ...]:
         axes_map = self.mapping(value, ("axes",), None, "axes")
@@ -583,6 +599,9 @@ class _Reader:
             raise self.fail(("paths", key), f"{quoted(value)} is not a usable path", hint)
         if _exists(folder) and not folder.is_dir():
             raise self.fail(("paths", key), f"{quoted(folder)} is a file, not a folder", hint)
+        above = next((p for p in folder.parents if _exists(p)), None)
+        if above is not None and not above.is_dir():
+            raise self.fail(("paths", key), f"{quoted(folder)} is inside {quoted(above)}, which is a file", hint)
         return folder
 
 

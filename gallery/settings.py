@@ -70,8 +70,9 @@ class Text:
         return self.shown_as or ("text" if self.empty_ok else "text, not empty")
 
     def schema(self) -> dict:
-        if self.pattern:
-            return {"type": "string", "pattern": ecma(self.pattern.pattern)}
+        if self.pattern:  # a number where the pattern allows digits alone (a slug '2024'): YAML reads one
+            return {"type": ["string", "number"] if self.pattern.fullmatch("0") else "string",
+                    "pattern": ecma(self.pattern.pattern)}
         schema: dict = {"type": ["string", "number"]}  # YAML reads some text (1.10, 2024) as numbers
         if not self.empty_ok:
             schema["minLength"] = 1

@@ -38,7 +38,8 @@ BEYOND_SHAPE = {
     "107-esrgan-hub-repo-without-its-file", "108-esrgan-onnx-export",  # what a path points at
     "84-prompt-template-unknown-field", "85-prompt-template-unclosed-brace", "86-prompt-template-conversion",
     "87-page-default-unknown-option", "88-page-default-unknown-axis",  # names defined elsewhere in the file
-    "109-esrgan-overlap-half-the-tile",  # one value against another
+    "109-esrgan-overlap-half-the-tile", "113-upscale-past-webp-size",  # one value against another
+    "114-paths-site-inside-a-file",  # what a path points at
     "95-recursive-merge", "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
     "31-date-that-is-not-a-date",  # a broken date to YAML 1.1 (the gallery's reader), text to YAML 1.2 (editors)
     "cli-too-many-images",  # a valid file: the limit is the command's
