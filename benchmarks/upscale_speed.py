@@ -13,7 +13,7 @@ the weight values), saved as .safetensors to a temporary folder and read from th
 
 plain: spandrel's ModelLoader().load_from_file, float32 on the device, one whole picture per call,
        PIL in and out, each result saved as PNG.
-ours:  gallery's upscale stage (gallery.upscale.run) on a plan whose sources are in a fresh cache:
+ours:  gallery's upscale stage (gallery.upscale.stage.run) on a plan whose sources are in a fresh cache:
        the render device's dtype (auto: bfloat16/float16 on a GPU), tiles batched per call, results
        written as cache entries with their recipe.
 Each side loads the weights and upscales all pictures in every repeat (loading is timed too, on
@@ -126,16 +126,16 @@ class Ours:
         self.used: dict = {}
 
     def once(self, r: int) -> float:
-        from gallery import upscale
         from gallery.cache import Cache
+        from gallery.upscale import stage
 
         cache = Cache(self.project / f"cache-{r}")
         for job, path in zip(self.plan.jobs, self.sources):
             cache.put(job.key, path.read_bytes(), {"key": job.key, "recipe": job.recipe})
-        todo = upscale.missing(self.plan, cache.whole_entries(job.key for job in self.plan.jobs))
+        todo = stage.missing(self.plan, cache.whole_entries(job.key for job in self.plan.jobs))
         _sync(self.config.runtime.device)
         t0 = time.perf_counter()
-        rejected = upscale.run(self.plan, cache, todo)
+        rejected = stage.run(self.plan, cache, todo)
         _sync(self.config.runtime.device)
         seconds = time.perf_counter() - t0
         if rejected or len(cache.whole_entries(u.key for u in todo)) != len(todo):

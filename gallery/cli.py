@@ -263,15 +263,15 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
         return 0
     from tqdm import tqdm
 
-    from gallery import upscale
+    from gallery.upscale import stage
 
-    todo = upscale.missing(plan, entries)
+    todo = stage.missing(plan, entries)
     if not todo:
         return 0
     started = time.perf_counter()
     with cache.locked(on_wait=_say_waiting):
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            rejected = upscale.run(plan, cache, todo, bar)
+            rejected = stage.run(plan, cache, todo, bar)
     entries.update(cache.whole_entries(u.key for u in todo))
     print(f"upscale: {len(todo)} images ({plan.config.upscale.label}) in {_duration(time.perf_counter() - started)}")
     return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])

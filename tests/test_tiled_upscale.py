@@ -17,7 +17,7 @@ from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
 from gallery.metadata import read_parameters
-from gallery.tiled_upscale import TiledUpscaler, blend_weights, tile_boxes, tile_spans
+from gallery.upscale.tiled import TiledUpscaler, blend_weights, tile_boxes, tile_spans
 from test_build import small_project
 from test_upscale import mtimes, sidecars, with_upscale
 from tiny_pipelines import tiny_rrdbnet
