@@ -107,9 +107,7 @@ class Ours:
 
     def __init__(self, weights: Path, sources: list[Path], size: int, scale: int, out: Path, dtype: str,
                  batch: str, tile: int):
-        from gallery.config import load_config
-        from gallery.fingerprint import Memo, model_identities
-        from gallery.plan import expand, models
+        from gallery.project import open_project
 
         self.project, self.sources = out / "ours", sources
         self.project.mkdir()
@@ -121,8 +119,8 @@ class Ours:
             f"axes: {{picture: {{{options}}}}}\n"
             f"upscale: {{upscaler: esrgan, model: {weights}, factor: {scale}, batch_size: {batch}, tile: {tile}}}\n",
             encoding="utf-8")
-        self.config = load_config(prompts)
-        self.plan = expand(self.config, model_identities(models(self.config), Memo(self.project)))
+        self.plan = open_project(prompts).plan
+        self.config = self.plan.config
         self.used: dict = {}
 
     def once(self, r: int) -> float:

@@ -12,8 +12,9 @@ from gallery import __version__
 from gallery.cache import Cache
 from gallery.config import Config, load_config
 from gallery.errors import ConfigError, GalleryError
-from gallery.fingerprint import Memo, model_identities
-from gallery.plan import Plan, expand, models
+from gallery.fingerprint import Memo
+from gallery.plan import Plan
+from gallery.project import open_project
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args) -> tuple[Config, Plan, Cache, Memo]:
-    config = load_config(args.config)
-    memo = Memo(config.cache_dir)
-    plan = expand(config, model_identities(models(config), memo))
-    return config, plan, Cache(config.cache_dir), memo
+    project = open_project(args.config)
+    return project.config, project.plan, project.cache, project.memo
 
 
 def run_plan(args) -> int:

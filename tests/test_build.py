@@ -15,6 +15,7 @@ from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
 from gallery.metadata import read_parameters
+from gallery.project import open_project
 
 
 def small_project(folder: Path, model: Path, extra_render: str = "", axes: str | None = None) -> Path:
@@ -45,12 +46,8 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     assert main(["build", "-c", str(prompts)]) == 0
     out = capsys.readouterr()
     assert "render: 8 images" in out.out
-    config = load_config(prompts)
-    cache = Cache(config.cache_dir)
-    from gallery.plan import expand, models
-    from gallery.fingerprint import Memo, model_identities
-
-    plan = expand(config, model_identities(models(config), Memo(config.cache_dir)))
+    project = open_project(prompts)
+    config, cache, plan = project.config, project.cache, project.plan
     assert all(cache.has(j.key) for j in plan.jobs) and len(cache_entries(prompts)) == 8
 
     job = plan.cell(("dog", "ink")).jobs[1]

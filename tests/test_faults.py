@@ -12,17 +12,15 @@ import pytest
 from PIL import Image
 
 from conftest import files_under, write_prompts
-from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
-from gallery.fingerprint import Memo, model_identities
-from gallery.plan import expand, models
+from gallery.project import open_project
 from test_build import small_project
 
 
 def plan_and_cache(prompts):
-    config = load_config(prompts)
-    return expand(config, model_identities(models(config), Memo(config.cache_dir))), Cache(config.cache_dir)
+    project = open_project(prompts)
+    return project.plan, project.cache
 
 
 def whole_entries(plan, cache) -> dict[str, tuple[int, int]]:
