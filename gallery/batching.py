@@ -68,7 +68,8 @@ def _drain(pending: list[Future], *, block: bool) -> list[Future]:
 def in_batches(items: Sequence, batch: int, call: Callable, warn: Callable[[str], None], what: str,
                at_one: str) -> Iterator[tuple[Sequence, object, float]]:
     """(chunk, call(chunk), seconds) for `items` in chunks of `batch`. Out of GPU memory halves the
-    batch and tries the chunk again; at batch size 1 it is a RenderError saying `at_one`."""
+    chunk that failed (rounding up; a last chunk may be smaller than `batch`, so halving `batch`
+    could try the same chunk again) and goes on; at one item it is a RenderError saying `at_one`."""
     import torch
 
     i = 0
@@ -82,9 +83,9 @@ def in_batches(items: Sequence, batch: int, call: Callable, warn: Callable[[str]
                 raise
             result = _OUT_OF_MEMORY  # leaving the except block drops the error and the tensors it holds
         if result is _OUT_OF_MEMORY:
-            if batch == 1:
+            if len(chunk) == 1:
                 raise RenderError(at_one)
-            batch = max(1, batch // 2)
+            batch = (len(chunk) + 1) // 2
             warn(f"out of GPU memory: {what} halved to {batch}")
             free_memory(torch)
             continue

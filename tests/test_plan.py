@@ -40,10 +40,18 @@ def test_key_depends_on_the_picture_not_on_the_machine(tmp_path):
         ("negative_prompt", "blurry"), ("pipeline", "StableDiffusionPipeline"),
         ("scheduler_options", (("eta", 0.5),)))]
     assert key not in changed and len(set(changed)) == len(changed)
-    # runtime settings are not part of the key
-    other_runtime = replace(base.runtime, device="cpu", dtype="float16", batch_size=7)
-    assert other_runtime != base.runtime
-    assert cache_key(p, "hub:x@main", "a cat", 3) == key
+    # how a picture is made (device, dtype, batch size, memory savers) is not part of its key
+    def keys(folder: str, render: str) -> list[str]:
+        prompts = write_prompts(tmp_path / folder, f"""
+            render: {{model: hub/x, samples: 2, {render}}}
+            axes: {{subject: {{cat: a cat, dog: a dog}}}}
+        """)
+        return [job.key for job in plan_of_file(prompts).jobs]
+
+    before = keys("base", "steps: 20")
+    assert keys("machine", "steps: 20, device: cpu, dtype: float16, batch_size: 7, attention_slicing: true, "
+                           "vae_tiling: true, cpu_offload: sequential") == before
+    assert not set(keys("picture", "steps: 21")) & set(before)  # while a picture setting changes every key
 
 
 def test_changing_one_style_changes_exactly_its_images(tmp_path):
