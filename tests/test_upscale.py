@@ -38,7 +38,7 @@ def test_lanczos_upscale_is_cached_and_shown_full_size(tmp_path, tiny_sd, capsys
     cache = Cache(config.cache_dir)
     upscaled = [s for s in (config.cache_dir / "images").rglob("*.json") if "source" in json.loads(s.read_text())]
     side = json.loads(upscaled[0].read_text())
-    assert side["png"]["width"] == 128 and cache.has(side["source"])
+    assert side["png"]["width"] == 128 and side["source"] in cache.whole_entries([side["source"]])
     assert "Hires upscale: 2, Hires upscaler: Lanczos 2x" in read_parameters(cache.png_path(side["key"]).read_bytes())
 
     # nothing to do the second time
