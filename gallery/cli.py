@@ -1,4 +1,4 @@
-"""The `gallery` command: plan, render, site, build (= render + site), serve, publish, verify, prune."""
+"""The `gallery` command: plan, render, site, build (= render + upscale + site), serve, publish, verify, prune."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from gallery.errors import ConfigError, GalleryError
 from gallery.fingerprint import Memo
 from gallery.plan import Plan
 from gallery.project import open_project
+
+
+# What follows a render on many processes: one process fills any gap, upscales, writes the site.
+NEXT_AFTER_MANY = ("`gallery build` once (one process): it renders what a failed process left, upscales, "
+                   "and writes the site")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
-    for name, run, text in (("build", run_build, "render what is missing, then write the site"),
-                            ("render", run_render, "render what is missing into the cache")):
+    for name, run, text in (("build", run_build, "render and upscale what is missing, then write the site (after "
+                                                 "rendering on many processes, the command to run next, once)"),
+                            ("render", run_render, "render (then upscale) what is missing into the cache; one of "
+                                                   "many processes renders only its share and upscales nothing")):
         p = command(name, run, text)
         p.add_argument("-y", "--yes", action="store_true", help="render even a matrix larger than limits.max_images")
-    site = command("site", run_site, "write the site from what is cached (renders nothing)")
+    site = command("site", run_site, "write the site from what is cached (renders and upscales nothing)")
     for p in (site, sub.choices["build"]):
         p.add_argument("--into", metavar="PATH", type=Path,
                        help="write only the gallery (page, includes, script, style, images) into an existing "
@@ -99,13 +106,15 @@ def run_render(args) -> int:
     entries = cache.whole_entries(plan.keys)
     from gallery.workers import this_process
 
-    alone = this_process().alone  # many processes: the upscale stage runs once, with `gallery build`
-    if alone:
+    share = this_process()
+    if share.alone:
         _check_upscaler(plan, entries)
     rejected = _render(config, plan, cache, args.yes, entries)
     memo.save()
-    if alone:
+    if share.alone:
         rejected += _upscale(plan, cache, entries)
+    elif share.rank == 0:  # the upscale stage and the site run once, after every process is done
+        print(f"render: when all {share.world} processes have finished, run {NEXT_AFTER_MANY}", file=sys.stderr)
     return 1 if rejected else 0
 
 
@@ -121,8 +130,8 @@ def run_build(args) -> int:
     from gallery.workers import this_process
 
     if not this_process().alone:
-        raise GalleryError("`gallery build` runs as one process; launch the rendering on many with "
-                           "`accelerate launch ... -m gallery render`, then run `gallery site`")
+        raise GalleryError("`gallery build` runs as one process; render on many with "
+                           f"`accelerate launch ... -m gallery render`, then run {NEXT_AFTER_MANY}")
     _check_into(args.into)  # before rendering, not after it
     config, plan, cache, memo = _load(args)
     entries = cache.whole_entries(plan.keys)
@@ -302,6 +311,9 @@ def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None, en
           f"-> {into or config.site_dir}")
     if report.missing:
         print(f"site: {report.missing} planned images are not rendered yet; `gallery build` renders them")
+    if report.not_upscaled:
+        print(f"site: {report.not_upscaled} rendered images are not upscaled yet ({config.upscale.label}), so the page "
+              "leaves them out; `gallery build` upscales them")
     if report.refused:
         print(f"site: {report.refused} cached images do not match their sidecar and were left out; "
               "run `gallery verify`, then `gallery build`", file=sys.stderr)

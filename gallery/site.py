@@ -41,6 +41,7 @@ class SiteReport:
     files_written: int = 0
     files_removed: int = 0
     missing: int = 0  # planned images not rendered yet
+    not_upscaled: int = 0  # rendered, but the upscale stage has not run on them yet
     refused: int = 0  # cached PNGs that do not match their sidecar: left off the page
 
 
@@ -88,7 +89,8 @@ def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standa
         entries = cache.whole_entries(plan.keys)
     shown = {job.key: plan.published_key(job) for job in plan.jobs}  # the render, or its upscale
     available = {key for key, published in shown.items() if published in entries}
-    report.missing = len(plan.jobs) - len(available)
+    report.not_upscaled = sum(job.key not in available and job.key in entries for job in plan.jobs)
+    report.missing = len(plan.jobs) - len(available) - report.not_upscaled
     image_dir = out / manifest_mod.image_dir(plan)
     _check_ownership(out, list(_page_templates(plan, standalone)), image_dir)
     existing = _files_under(image_dir)
