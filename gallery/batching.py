@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from gallery.errors import RenderError
 
@@ -66,7 +66,7 @@ def _drain(pending: list[Future], *, block: bool) -> list[Future]:
 
 
 def in_batches(items: Sequence, batch: int, call: Callable, warn: Callable[[str], None], what: str,
-               at_one: str) -> Iterator[tuple[Sequence, object, float]]:
+               at_one: str) -> Iterator[tuple[Sequence, Any, float]]:
     """(chunk, call(chunk), seconds) for `items` in chunks of `batch`. Out of GPU memory halves the
     chunk that failed (rounding up; a last chunk may be smaller than `batch`, so halving `batch`
     could try the same chunk again) and goes on; at one item it is a RenderError saying `at_one`."""

@@ -71,7 +71,7 @@ class Renderer:
         return RenderReport(stored.count, time.perf_counter() - started, self.target.device, self.target.dtype,
                             stored.batch_size, stored.rejected)
 
-    def _batches(self, jobs: Sequence[Job]) -> Iterator[tuple[Sequence[Job], object, dict]]:
+    def _batches(self, jobs: Sequence[Job]) -> Iterator[tuple[Sequence[Job], Sequence, dict]]:
         """(jobs, float images, how they were made) per pipeline call."""
         versions = loading.versions("diffusers", "transformers")
         for picture, group in _groups(jobs):
