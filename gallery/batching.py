@@ -8,9 +8,10 @@ torch, numpy and Pillow are imported inside the functions: only a stage that run
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gallery.errors import RenderError
 
@@ -35,7 +36,7 @@ def store_good(batches: Iterable[tuple[Sequence[Item], Sequence, dict]],
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gallery-write") as writer:
         pending: list[Future] = []
         for items, arrays, made in batches:
-            for item, array in zip(items, arrays):
+            for item, array in zip(items, arrays, strict=True):
                 fault = image_fault(array)
                 if fault:
                     stored.rejected.append((item, fault))

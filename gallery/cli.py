@@ -16,7 +16,6 @@ from gallery.fingerprint import Memo
 from gallery.plan import Plan
 from gallery.project import open_project
 
-
 # What follows a render on many processes: one process fills any gap, upscales, writes the site.
 NEXT_AFTER_MANY = ("`gallery build` once (one process): it renders what a failed process left, upscales, "
                    "and writes the site")

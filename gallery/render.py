@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Sequence
 
 from gallery import loading, metadata
 from gallery.batching import in_batches, store_good

@@ -9,7 +9,7 @@ as rendering does.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from gallery import loading
 from gallery.batching import in_batches

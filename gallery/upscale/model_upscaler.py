@@ -4,7 +4,7 @@ device, the render pipeline's memory let go before their model loads, and the st
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from gallery.batching import Stored, free_memory, store_good
 from gallery.config import Runtime, Upscale

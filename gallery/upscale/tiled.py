@@ -11,8 +11,8 @@ The network is deterministic, so a picture comes out the same alone or in any ba
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 from gallery import loading
 from gallery.batching import in_batches
