@@ -26,11 +26,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gallery.cache import Cache  # noqa: E402
-from gallery.config import load_config  # noqa: E402
-from gallery.fingerprint import Memo, model_identities  # noqa: E402
 from gallery.metadata import a1111_parameters, encode_png  # noqa: E402
-from gallery.plan import expand, models  # noqa: E402
+from gallery.project import open_project  # noqa: E402
 
 PROBE = ("import sys, time; t = time.perf_counter(); from gallery.cli import main; rc = main(sys.argv[1:]); "
          "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules); "
@@ -46,10 +43,9 @@ def project(folder: Path, config_text: str) -> Path:
 
 def fill_cache(prompts: Path) -> int:
     """Stand-in entries for every job: a small gradient PNG with the real recipe and sidecar."""
-    config = load_config(prompts)
-    plan = expand(config, model_identities(models(config), Memo(config.cache_dir)))
-    cache = Cache(config.cache_dir)
-    w, h = config.picture.width, config.picture.height
+    project = open_project(prompts)
+    plan, cache = project.plan, project.cache
+    w, h = project.config.picture.width, project.config.picture.height
     for n, job in enumerate(plan.jobs):
         image = Image.new("RGB", (w, h), ((n * 37) % 256, (n * 91) % 256, (n * 13) % 256))
         png = encode_png(image, a1111_parameters(job.recipe, job.picture.model_name), job.recipe)

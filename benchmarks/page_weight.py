@@ -56,8 +56,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from gallery import metadata  # noqa: E402
 from gallery.cache import Cache  # noqa: E402
 from gallery.config import load_config  # noqa: E402
-from gallery.fingerprint import Memo, model_identities  # noqa: E402
-from gallery.plan import Cell, Job, Plan, expand, models  # noqa: E402
+from gallery.plan import Cell, Job, Plan  # noqa: E402
+from gallery.project import plan_of  # noqa: E402
 from gallery.site import build_site  # noqa: E402
 from scripts.browser import CHROMIUM, FLAGS, serve_static  # noqa: E402
 
@@ -119,7 +119,7 @@ def build_gallery(config_path: Path, work: Path) -> tuple[Plan, str]:
     clock = Stopwatch()
     config = load_config(config_path)
     config = dataclasses.replace(config, cache_dir=work / "cache", site_dir=work / "site")
-    plan = expand(config, model_identities(models(config), Memo(config.cache_dir)))
+    plan = plan_of(config)
     cache = Cache(config.cache_dir)
     with ProcessPoolExecutor() as pool:  # processes: Pillow holds the GIL while it encodes
         list(pool.map(functools.partial(store, cache), cache.missing(plan.jobs), chunksize=32))

@@ -17,7 +17,7 @@ so that both sides load it from disk exactly as a real model:
 plain: DiffusionPipeline.from_pretrained in float32 on the device, one prompt per call, a CPU
        generator per image, PIL output, each image saved as PNG (only the loop is timed).
 ours:  a prompts.yaml pointing render.model at the saved folder, loaded through the functions
-       the CLI uses (load_config, model_identities, expand, Cache, Renderer); only
+       the CLI uses (load_config, project.plan_of, Cache, Renderer); only
        Renderer.render (rendering + PNG encoding + cache writes) is timed, into a fresh cache
        per repeat so nothing is cached.
 Both sides are loaded once and take turns, repeat by repeat (the order turning), so that load
@@ -176,8 +176,7 @@ class Ours:
     def __init__(self, model: Path, w: Workload, steps: int, images: int, out: Path, dtype: str, batch: str,
                  label: str):
         from gallery.config import load_config
-        from gallery.fingerprint import Memo, model_identities
-        from gallery.plan import expand, models
+        from gallery.project import plan_of
         from gallery.render import Renderer
 
         self.label = label
@@ -193,7 +192,7 @@ class Ours:
             f"paths: {{cache: cache-0}}\n", encoding="utf-8")
         config = load_config(prompts)
         t0 = time.perf_counter()
-        plan = expand(config, model_identities(models(config), Memo(config.cache_dir)))
+        plan = plan_of(config)
         self.hash_s = time.perf_counter() - t0
         self.jobs = list(plan.jobs)
         self.renderer = Renderer(config.runtime, warn=lambda m: print(f"  [gallery] {m}", file=sys.stderr))

@@ -13,7 +13,7 @@ the weight values), saved as .safetensors to a temporary folder and read from th
 
 plain: spandrel's ModelLoader().load_from_file, float32 on the device, one whole picture per call,
        PIL in and out, each result saved as PNG.
-ours:  gallery's upscale stage (gallery.upscale.run) on a plan whose sources are in a fresh cache:
+ours:  gallery's upscale stage (gallery.upscale.stage.run) on a plan whose sources are in a fresh cache:
        the render device's dtype (auto: bfloat16/float16 on a GPU), tiles batched per call, results
        written as cache entries with their recipe.
 Each side loads the weights and upscales all pictures in every repeat (loading is timed too, on
@@ -107,9 +107,7 @@ class Ours:
 
     def __init__(self, weights: Path, sources: list[Path], size: int, scale: int, out: Path, dtype: str,
                  batch: str, tile: int):
-        from gallery.config import load_config
-        from gallery.fingerprint import Memo, model_identities
-        from gallery.plan import expand, models
+        from gallery.project import open_project
 
         self.project, self.sources = out / "ours", sources
         self.project.mkdir()
@@ -121,21 +119,21 @@ class Ours:
             f"axes: {{picture: {{{options}}}}}\n"
             f"upscale: {{upscaler: esrgan, model: {weights}, factor: {scale}, batch_size: {batch}, tile: {tile}}}\n",
             encoding="utf-8")
-        self.config = load_config(prompts)
-        self.plan = expand(self.config, model_identities(models(self.config), Memo(self.project)))
+        self.plan = open_project(prompts).plan
+        self.config = self.plan.config
         self.used: dict = {}
 
     def once(self, r: int) -> float:
-        from gallery import upscale
         from gallery.cache import Cache
+        from gallery.upscale import stage
 
         cache = Cache(self.project / f"cache-{r}")
         for job, path in zip(self.plan.jobs, self.sources, strict=True):
             cache.put(job.key, path.read_bytes(), {"key": job.key, "recipe": job.recipe})
-        todo = upscale.missing(self.plan, cache.whole_entries(job.key for job in self.plan.jobs))
+        todo = stage.missing(self.plan, cache.whole_entries(job.key for job in self.plan.jobs))
         _sync(self.config.runtime.device)
         t0 = time.perf_counter()
-        rejected = upscale.run(self.plan, cache, todo)
+        rejected = stage.run(self.plan, cache, todo)
         _sync(self.config.runtime.device)
         seconds = time.perf_counter() - t0
         if rejected or len(cache.whole_entries(u.key for u in todo)) != len(todo):

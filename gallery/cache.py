@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -25,12 +24,6 @@ from gallery.errors import CacheWriteError
 from gallery.fsutil import TEMP_PREFIX, atomic_write_bytes
 
 LOCK_NAME = "build.lock"
-
-
-@dataclass(frozen=True)
-class Problem:
-    key: str
-    what: str
 
 
 class Cache:
@@ -45,18 +38,15 @@ class Cache:
     def sidecar_path(self, key: str) -> Path:
         return self.images / key[:2] / f"{key}.json"
 
-    def has(self, key: str) -> bool:
-        """A whole entry: both files, a sidecar that names this key, a PNG of the recorded size.
-        Cheap (a stat and a small JSON) so a fully cached build stays fast; `verify` goes deeper."""
-        return key in self.whole_entries([key])
-
     def missing(self, jobs: Iterable) -> list:
         whole = self.whole_entries(job.key for job in jobs)
         return [job for job in jobs if job.key not in whole]
 
     def whole_entries(self, keys: Iterable[str]) -> dict[str, dict]:
-        """key -> sidecar of every whole entry among `keys` (see `has`).
-        Plain string paths: for thousands of entries pathlib's overhead would dominate."""
+        """key -> sidecar of every whole entry among `keys`: both files, a sidecar that names its key,
+        a PNG of the recorded size. Cheap (a stat and a small JSON each) so a fully cached build stays
+        fast; `check` (gallery verify) goes deeper. Plain string paths: for thousands of entries
+        pathlib's overhead would dominate."""
         root = str(self.images)
         whole = {}
         for key in keys:
@@ -71,7 +61,7 @@ class Cache:
         return whole
 
     def put(self, key: str, png: bytes, sidecar: dict) -> None:
-        """Store an entry; the sidecar gets the PNG's SHA-256 and size, which `has` and `verify` check."""
+        """Store an entry; the sidecar gets the PNG's SHA-256 and size, which `whole_entries` and `check` read."""
         sidecar = dict(sidecar, png={**sidecar.get("png", {}), "sha256": hashlib.sha256(png).hexdigest(),
                                      "bytes": len(png)})
         try:

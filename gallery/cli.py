@@ -1,4 +1,4 @@
-"""The `gallery` command: plan, render, site, build (= render + site), serve, publish, verify, prune."""
+"""The `gallery` command: plan, render, site, build (= render + upscale + site), serve, publish, verify, prune."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ from gallery import __version__
 from gallery.cache import Cache
 from gallery.config import Config, load_config
 from gallery.errors import ConfigError, GalleryError
-from gallery.fingerprint import Memo, model_identities
-from gallery.plan import Plan, expand, models
+from gallery.fingerprint import Memo
+from gallery.plan import Plan
+from gallery.project import open_project
+
+# What follows a render on many processes: one process fills any gap, upscales, writes the site.
+NEXT_AFTER_MANY = ("`gallery build` once (one process): it renders what a failed process left, upscales, "
+                   "and writes the site")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,11 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
-    for name, run, text in (("build", run_build, "render what is missing, then write the site"),
-                            ("render", run_render, "render what is missing into the cache")):
+    for name, run, text in (("build", run_build, "render and upscale what is missing, then write the site (after "
+                                                 "rendering on many processes, the command to run next, once)"),
+                            ("render", run_render, "render (then upscale) what is missing into the cache; one of "
+                                                   "many processes renders only its share and upscales nothing")):
         p = command(name, run, text)
         p.add_argument("-y", "--yes", action="store_true", help="render even a matrix larger than limits.max_images")
-    site = command("site", run_site, "write the site from what is cached (renders nothing)")
+    site = command("site", run_site, "write the site from what is cached (renders and upscales nothing)")
     for p in (site, sub.choices["build"]):
         p.add_argument("--into", metavar="PATH", type=Path,
                        help="write only the gallery (page, includes, script, style, images) into an existing "
@@ -78,10 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args) -> tuple[Config, Plan, Cache, Memo]:
-    config = load_config(args.config)
-    memo = Memo(config.cache_dir)
-    plan = expand(config, model_identities(models(config), memo))
-    return config, plan, Cache(config.cache_dir), memo
+    project = open_project(args.config)
+    return project.config, project.plan, project.cache, project.memo
 
 
 def run_plan(args) -> int:
@@ -109,13 +114,15 @@ def run_render(args) -> int:
     entries = cache.whole_entries(plan.keys)
     from gallery.workers import this_process
 
-    alone = this_process().alone  # many processes: the upscale stage runs once, with `gallery build`
-    if alone:
+    share = this_process()
+    if share.alone:
         _check_upscaler(plan, entries)
     rejected = _render(config, plan, cache, args.yes, entries)
     memo.save()
-    if alone:
+    if share.alone:
         rejected += _upscale(plan, cache, entries)
+    elif share.rank == 0:  # the upscale stage and the site run once, after every process is done
+        print(f"render: when all {share.world} processes have finished, run {NEXT_AFTER_MANY}", file=sys.stderr)
     return 1 if rejected else 0
 
 
@@ -131,8 +138,8 @@ def run_build(args) -> int:
     from gallery.workers import this_process
 
     if not this_process().alone:
-        raise GalleryError("`gallery build` runs as one process; launch the rendering on many with "
-                           "`accelerate launch ... -m gallery render`, then run `gallery site`")
+        raise GalleryError("`gallery build` runs as one process; render on many with "
+                           f"`accelerate launch ... -m gallery render`, then run {NEXT_AFTER_MANY}")
     _check_into(args.into)  # before rendering, not after it
     config, plan, cache, memo = _load(args)
     entries = cache.whole_entries(plan.keys)
@@ -283,15 +290,15 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
         return 0
     from tqdm import tqdm
 
-    from gallery import upscale
+    from gallery.upscale import stage
 
-    todo = upscale.missing(plan, entries)
+    todo = stage.missing(plan, entries)
     if not todo:
         return 0
     started = time.perf_counter()
     with cache.locked(on_wait=_say_waiting):
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            rejected = upscale.run(plan, cache, todo, bar)
+            rejected = stage.run(plan, cache, todo, bar)
     entries.update(cache.whole_entries(u.key for u in todo))
     print(f"upscale: {len(todo)} images ({plan.config.upscale.label}) in {_duration(time.perf_counter() - started)}")
     return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])
@@ -317,12 +324,16 @@ def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None, en
     from gallery.site import build_site
 
     started = time.perf_counter()
-    report = build_site(plan, cache, into, standalone=into is None, entries=entries)
+    report = build_site(plan, cache, into, standalone=into is None, entries=entries, on_wait=lambda: print(
+        "another site stage is writing this site; waiting for it to finish...", file=sys.stderr))
     print(f"site: {report.images} images on the page ({report.converted} converted), {report.files_written} "
           f"files written, {report.files_removed} removed, in {_duration(time.perf_counter() - started)} "
           f"-> {into or config.site_dir}")
     if report.missing:
         print(f"site: {report.missing} planned images are not rendered yet; `gallery build` renders them")
+    if report.not_upscaled:
+        print(f"site: {report.not_upscaled} rendered images are not upscaled yet ({config.upscale.label}), so the page "
+              "leaves them out; `gallery build` upscales them")
     if report.refused:
         print(f"site: {report.refused} cached images do not match their sidecar and were left out; "
               "run `gallery verify`, then `gallery build`", file=sys.stderr)

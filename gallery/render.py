@@ -2,19 +2,19 @@
 
 Jobs that share their picture settings are batched; each image draws its starting noise from
 its own CPU generator, so a job gives the same image alone or in any batch, on any device.
-PNG encoding and cache writes run in a worker thread while the next batch renders.
+PNG encoding and cache writes run in a writer thread while the next batch renders (gallery.batching).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Sequence
 
 from gallery import loading, metadata
+from gallery.batching import in_batches, store_good
 from gallery.cache import Cache
 from gallery.config import Picture, Runtime
 from gallery.errors import RenderError
@@ -28,8 +28,7 @@ class RenderReport:
     seconds: float = 0.0
     device: str = ""
     dtype: str = ""
-    batch_size: int = 0
-    warnings: list[str] = field(default_factory=list)
+    batch_size: int = 0  # the largest batch used, not the one set
     rejected: list[tuple[Job, str]] = field(default_factory=list)  # images not cached, and why
 
 
@@ -67,39 +66,28 @@ class Renderer:
         return pipe
 
     def render(self, jobs: Sequence[Job], cache: Cache, progress=None) -> RenderReport:
-        report = RenderReport(device=self.target.device, dtype=self.target.dtype)
         started = time.perf_counter()
+        stored = store_good(self._batches(jobs), lambda job, image, made: _store(cache, job, image, made), progress)
+        return RenderReport(stored.count, time.perf_counter() - started, self.target.device, self.target.dtype,
+                            stored.batch_size, stored.rejected)
+
+    def _batches(self, jobs: Sequence[Job]) -> Iterator[tuple[Sequence[Job], Sequence, dict]]:
+        """(jobs, float images, how they were made) per pipeline call."""
         versions = loading.versions("diffusers", "transformers")
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gallery-write") as writer:
-            pending: list[Future] = []
-            for picture, group in _groups(jobs):
-                pipe = self.pipeline(picture)
-                kwargs = self._call_kwargs(pipe, picture, group)
-                batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
-                at_one = ("out of GPU memory at batch size 1; set render.attention_slicing, "
-                          "render.vae_tiling or render.cpu_offload, or a smaller size")
-                for chunk, images, seconds in in_batches(group, batch, lambda c: self._run(pipe, c, kwargs),
-                                                         self.warn, "batch size", at_one):
-                    made = {"device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
-                            "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
-                            "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
-                            "seconds": round(seconds / len(chunk), 4), "versions": versions,
-                            "process": f"{self.share.rank}/{self.share.world}"}
-                    for job, array in zip(chunk, images):
-                        fault = image_fault(array)
-                        if fault:
-                            report.rejected.append((job, fault))
-                            continue
-                        pending.append(writer.submit(_store, cache, job, array, made))
-                    pending = _drain(pending, block=len(pending) > 2 * len(chunk))
-                    if progress is not None:
-                        progress.update(len(chunk))
-                    report.rendered += len(chunk)
-                    report.batch_size = max(report.batch_size, len(chunk))  # what was used, not what was set
-            _drain(pending, block=True)
-        report.seconds = time.perf_counter() - started
-        report.warnings = sorted(self._warned)
-        return report
+        for picture, group in _groups(jobs):
+            pipe = self.pipeline(picture)
+            kwargs = self._call_kwargs(pipe, picture, group)
+            batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
+            at_one = ("out of GPU memory at batch size 1; set render.attention_slicing, "
+                      "render.vae_tiling or render.cpu_offload, or a smaller size")
+            for chunk, images, seconds in in_batches(group, batch, lambda c: self._run(pipe, c, kwargs),
+                                                     self.warn, "batch size", at_one):
+                yield chunk, images, {
+                    "device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
+                    "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
+                    "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
+                    "seconds": round(seconds / len(chunk), 4), "versions": versions,
+                    "process": f"{self.share.rank}/{self.share.world}"}
 
     def _call_kwargs(self, pipe, picture: Picture, group: Sequence[Job]) -> dict:
         accepted = loading.call_parameters(pipe)
@@ -137,51 +125,6 @@ class Renderer:
             self.warn(f"warning: {message}")
 
 
-def in_batches(items: Sequence, batch: int, call: Callable, warn: Callable[[str], None], what: str, at_one: str):
-    """(chunk, call(chunk), seconds) for `items` in chunks of `batch`. Out of GPU memory halves the
-    batch and tries the chunk again; at batch size 1 it is a RenderError saying `at_one`."""
-    import torch
-
-    i = 0
-    while i < len(items):
-        chunk = items[i : i + batch]
-        t0 = time.perf_counter()
-        try:
-            result = call(chunk)
-        except Exception as err:
-            if not is_out_of_memory(err):
-                raise
-            result = _OUT_OF_MEMORY  # leaving the except block drops the error and the tensors it holds
-        if result is _OUT_OF_MEMORY:
-            if batch == 1:
-                raise RenderError(at_one)
-            batch = max(1, batch // 2)
-            warn(f"out of GPU memory: {what} halved to {batch}")
-            free_memory(torch)
-            continue
-        yield chunk, result, time.perf_counter() - t0
-        i += len(chunk)
-
-
-_OUT_OF_MEMORY = object()
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
-    return isinstance(err, oom_types) or "out of memory" in str(err).lower()
-
-
-def free_memory(torch) -> None:
-    import gc
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
     """Jobs that can share one pipeline call, in first-seen order."""
     groups: dict[Picture, list[Job]] = {}
@@ -190,27 +133,7 @@ def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
     return list(groups.items())
 
 
-def image_fault(array) -> str | None:
-    """Why an image must not be cached as good: NaN (fp16 overflow) or all black (a safety filter)."""
-    import numpy as np
-
-    if not np.isfinite(array).all():
-        return "NaN in the output (often float16 overflow: try dtype bfloat16 or float32)"
-    if float(array.max()) < 1.0 / 255:
-        return "an all-black image (a safety filter, or a broken model or VAE)"
-    return None
-
-
-def to_image(array):
-    """A float (height, width, 3+) array in 0..1 as an 8-bit RGB picture."""
-    import numpy as np
-    from PIL import Image
-
-    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype("uint8")[..., :3])
-
-
-def _store(cache: Cache, job: Job, array, made: dict) -> None:
-    image = to_image(array)
+def _store(cache: Cache, job: Job, image, made: dict) -> None:
     recipe = job.recipe
     png = metadata.encode_png(image, metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
     sidecar = {
@@ -223,14 +146,3 @@ def _store(cache: Cache, job: Job, array, made: dict) -> None:
         "png": {"width": image.width, "height": image.height},
     }
     cache.put(job.key, png, sidecar)
-
-
-def _drain(pending: list[Future], *, block: bool) -> list[Future]:
-    """Raise any write error now; keep the futures still running (all of them finish if `block`)."""
-    still = []
-    for future in pending:
-        if block or future.done():
-            future.result()
-        else:
-            still.append(future)
-    return still

@@ -42,6 +42,7 @@ class SiteReport:
     files_written: int = 0
     files_removed: int = 0
     missing: int = 0  # planned images not rendered yet
+    not_upscaled: int = 0  # rendered, but the upscale stage has not run on them yet
     refused: int = 0  # cached PNGs that do not match their sidecar: left off the page
 
 
@@ -112,7 +113,8 @@ def _build(plan: Plan, cache: Cache, out: Path, records: SiteRecords, standalone
         entries = cache.whole_entries(plan.keys)
     shown = {job.key: plan.published_key(job) for job in plan.jobs}  # the render, or its upscale
     available = {key for key, published in shown.items() if published in entries}
-    report.missing = len(plan.jobs) - len(available)
+    report.not_upscaled = sum(job.key not in available and job.key in entries for job in plan.jobs)
+    report.missing = len(plan.jobs) - len(available) - report.not_upscaled
     image_dir = manifest_mod.image_dir(plan)
     page_templates = _page_templates(plan, standalone)
     records.claim(slug, source, list(page_templates), image_dir, standalone=standalone)

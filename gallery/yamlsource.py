@@ -15,8 +15,6 @@ import yaml
 
 from gallery.errors import ConfigError
 
-Path_ = tuple  # a location in the document: keys and list indexes from the top
-
 MAX_NODES = 100_000  # far above any real prompts.yaml, far below what an alias bomb expands to
 MAX_DEPTH = 50
 MERGE = "tag:yaml.org,2002:merge"
@@ -129,12 +127,12 @@ class _Converter:
         if self.budget < 0 or depth > MAX_DEPTH:
             where = path[:2]  # the section and key that hold it, not the path 50 aliases deep
             raise ConfigError("the document is too large or too deeply nested (an alias bomb?)",
-                              line=self.lines.get(where, node.start_mark.line + 1), key=_dotted(where) or None,
+                              line=self.lines.get(where, node.start_mark.line + 1), key=dotted(where) or None,
                               hint="remove YAML anchors/aliases that refer to each other")
         line = node.start_mark.line + 1
         if node.tag not in self.constructor.yaml_constructors:  # !!python/object and other unknown tags
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            raise ConfigError(f"cannot read this value: unknown tag {tag!r}", line=line, key=_dotted(path) or None,
+            raise ConfigError(f"cannot read this value: unknown tag {tag!r}", line=line, key=dotted(path) or None,
                               hint="remove the tag")
         if isinstance(node, yaml.ScalarNode):
             try:
@@ -143,7 +141,7 @@ class _Converter:
                 problem = (err.problem if isinstance(err, yaml.constructor.ConstructorError) else
                            str(err).split(";")[0] if isinstance(err, ValueError) else
                            f"not a valid {node.tag.rpartition(':')[2]}")
-                raise ConfigError(f"cannot read this value: {problem}", line=line, key=_dotted(path) or None,
+                raise ConfigError(f"cannot read this value: {problem}", line=line, key=dotted(path) or None,
                                   hint="put it in quotes to keep it as text") from None
             if isinstance(value, str):
                 return _join_surrogates(value, line, path)
@@ -169,7 +167,7 @@ class _Converter:
                 for source in sources:
                     if not isinstance(source, yaml.MappingNode):
                         raise ConfigError("'<<' merges mappings only", line=source.start_mark.line + 1,
-                                          key=_dotted(path) or None, hint="write <<: *name, where &name is a mapping")
+                                          key=dotted(path) or None, hint="write <<: *name, where &name is a mapping")
                     for key, value in self.convert(source, path, depth + 1).items():
                         result.setdefault(key, value)
         first_line: dict = {}
@@ -179,14 +177,14 @@ class _Converter:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
                 raise ConfigError("a key must be plain text, not a list or mapping", line=line,
-                                  key=_dotted(path) or None)
+                                  key=dotted(path) or None)
             key = _join_surrogates(key_node.value, line, path)  # as written: `01` stays "01", `yes` stays "yes"
             if not key.strip() or not key.isprintable():
                 raise ConfigError("empty key" if not key.strip() else f"the key {key!r} holds a control character",
-                                  line=line, key=_dotted(path) or None, hint="a key is plain text on one line")
+                                  line=line, key=dotted(path) or None, hint="a key is plain text on one line")
             if key in first_line:
                 raise ConfigError(f"duplicate key '{key}' (first at line {first_line[key]})", line=line,
-                                  key=_dotted(path + (key,)), hint="each key may appear once")
+                                  key=dotted(path + (key,)), hint="each key may appear once")
             first_line[key] = line
             self.lines[path + (key,)] = line
             result[key] = self.convert(value_node, path + (key,), depth + 1)
@@ -201,14 +199,13 @@ def _join_surrogates(value: str, line: int, path: tuple) -> str:
         return value.encode("utf-16", "surrogatepass").decode("utf-16")
     except UnicodeDecodeError:
         raise ConfigError("broken \\u escape (half of a surrogate pair)", line=line,
-                          key=_dotted(path) or None, hint="write the character itself") from None
+                          key=dotted(path) or None, hint="write the character itself") from None
 
 
-def _dotted(path: tuple) -> str:
+def dotted(path: tuple) -> str:
+    """A location in the document as the message names it: render.steps, axes.style[2]."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
-
-dotted = _dotted

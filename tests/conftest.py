@@ -12,6 +12,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parent.parent
 
 
+def needs_spandrel() -> pytest.MarkDecorator:
+    """For tests that run the esrgan upscaler: skipped, with the reason, where spandrel (an optional
+    extra that needs a torchvision built for this torch) does not import; CI sets
+    GALLERY_REQUIRE_ESRGAN=1, and there they run (and fail without it)."""
+    try:
+        import spandrel  # noqa: F401
+    except Exception as err:  # ImportError, or torchvision's own error on a torch it was not built for
+        return pytest.mark.skipif(not os.environ.get("GALLERY_REQUIRE_ESRGAN"),
+                                  reason=f"spandrel does not import ({type(err).__name__}: {err}); install "
+                                         "torchvision for your torch, then pip install -e '.[esrgan]'; "
+                                         "CI sets GALLERY_REQUIRE_ESRGAN=1")
+    return pytest.mark.skipif(False, reason="spandrel imports")
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> Path:
     from tiny_pipelines import build_tiny_sd

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, needs_spandrel
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,7 @@ def test_noop_build_imports_nothing_heavy():
     assert len(lines) == 3 and all(line.endswith("imports []") for line in lines), out
 
 
+@needs_spandrel()
 def test_upscale_speed_on_the_tiny_network():
     out = run("upscale_speed.py", "--workload", "tiny", "--images", "4", "--repeats", "1")
     row = next(line for line in out.splitlines() if line.startswith("tiny |"))

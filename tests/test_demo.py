@@ -17,10 +17,8 @@ from PIL import Image
 from conftest import REPO
 from gallery.cache import Cache
 from gallery.cli import main
-from gallery.config import load_config
-from gallery.fingerprint import Memo, model_identities
 from gallery.metadata import read_parameters
-from gallery.plan import expand, models
+from gallery.project import open_project
 
 sys.path.insert(0, str(REPO / "demo"))
 import shapes
@@ -61,9 +59,8 @@ def demo_build(tmp_path_factory):
     (folder / "prompts.yaml").write_text(text.replace("model: ./model", f"model: {DEMO / 'model'}"), encoding="utf-8")
     prompts = folder / "prompts.yaml"
     assert main(["build", "-c", str(prompts)]) == 0
-    config = load_config(prompts)
-    plan = expand(config, model_identities(models(config), Memo(config.cache_dir)))
-    return config, plan
+    plan = open_project(prompts).plan
+    return plan.config, plan
 
 
 def test_demo_gallery_follows_its_prompts(demo_build, capsys):

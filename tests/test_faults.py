@@ -12,23 +12,21 @@ import pytest
 from PIL import Image
 
 from conftest import files_under, write_prompts
-from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
-from gallery.fingerprint import Memo, model_identities
-from gallery.plan import expand, models
+from gallery.project import open_project
 from test_build import small_project
 
 
 def plan_and_cache(prompts):
-    config = load_config(prompts)
-    return expand(config, model_identities(models(config), Memo(config.cache_dir))), Cache(config.cache_dir)
+    project = open_project(prompts)
+    return project.plan, project.cache
 
 
 def whole_entries(plan, cache) -> dict[str, tuple[int, int]]:
     """key -> (PNG inode, sidecar inode) of every complete entry; a rewrite changes the inodes."""
-    return {j.key: (cache.png_path(j.key).stat().st_ino, cache.sidecar_path(j.key).stat().st_ino)
-            for j in plan.jobs if cache.has(j.key)}
+    return {key: (cache.png_path(key).stat().st_ino, cache.sidecar_path(key).stat().st_ino)
+            for key in cache.whole_entries(plan.keys)}
 
 
 def kill_project(folder, model, steps: int = 20):
@@ -66,7 +64,7 @@ def test_kill_nine_twenty_times_then_finish(tmp_path, tiny_sd):
         killed_mid_render += 0 < len(after) - len(before) and len(after) < len(plan.jobs)
         for key in cache.keys():  # every entry is whole, or it is a lone PNG that the next run replaces
             if cache.sidecar_path(key).exists():
-                assert cache.has(key)
+                assert key in cache.whole_entries([key])
     assert killed_mid_render >= 5, "the kills should land while images are being written"
     before = whole_entries(plan, cache)
     assert main(["render", "-c", str(prompts)]) == 0
@@ -160,7 +158,8 @@ def test_nan_and_black_images_are_reported_and_not_cached(tmp_path, tiny_sd, mon
     err = capsys.readouterr().err
     assert err.count("NOT cached") == 4 and "NaN" in err and "all-black" in err
     plan, cache = plan_and_cache(prompts)
-    cached = {j.cell for j in plan.jobs if cache.has(j.key)}
+    whole = cache.whole_entries(plan.keys)
+    cached = {j.cell for j in plan.jobs if j.key in whole}
     assert cached == {("cat", "ink"), ("dog", "oil")}
     monkeypatch.undo()
     assert main(["build", "-c", str(prompts)]) == 0
@@ -202,9 +201,9 @@ def test_disk_full_stops_cleanly_and_keeps_what_was_finished(tmp_path, tiny_sd, 
     err = capsys.readouterr().err
     assert "cannot write to the cache" in err and "No space left on device" in err and "Traceback" not in err
     plan, cache = plan_and_cache(prompts)
-    assert sum(cache.has(j.key) for j in plan.jobs) == 2
+    assert len(cache.whole_entries(plan.keys)) == 2
     for key in cache.keys():
-        assert not cache.sidecar_path(key).exists() or cache.has(key)
+        assert not cache.sidecar_path(key).exists() or key in cache.whole_entries([key])
     assert not list(cache.root.rglob(".tmp-*"))  # the half-written temp files were removed
     assert main(["build", "-c", str(prompts)]) == 0
     assert "render: 6 images" in capsys.readouterr().out
@@ -253,7 +252,7 @@ def test_prune_is_a_dry_run_until_asked(tmp_path, tiny_sd, capsys):
     assert "would remove 4 entries" in out and "MB" in out and len(cache.keys()) == 8
     assert main(["prune", "-c", str(prompts), "--delete"]) == 0
     assert "removed 4 entries" in capsys.readouterr().out
-    assert cache.keys() == {j.key for j in plan.jobs} and all(cache.has(j.key) for j in plan.jobs)
+    assert cache.keys() == set(cache.whole_entries(plan.keys)) == set(plan.keys)
 
 
 def test_two_processes_share_the_rendering_through_accelerate(tmp_path, tiny_sd):
@@ -272,11 +271,11 @@ def test_two_processes_share_the_rendering_through_accelerate(tmp_path, tiny_sd)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
     plan, cache = plan_and_cache(prompts)
-    assert all(cache.has(j.key) for j in plan.jobs)
+    assert set(cache.whole_entries(plan.keys)) == set(plan.keys)
     processes = [json.loads(cache.sidecar_path(j.key).read_text())["made"]["process"] for j in plan.jobs]
     assert set(processes) == {"0/2", "1/2"} and min(processes.count("0/2"), processes.count("1/2")) >= 16
     assert not list(cache.root.rglob(".tmp-*"))
     for job in plan.jobs[:3]:  # a gap (a process that died) is filled by the next run
         cache.remove(job.key)
     assert main(["render", "-c", str(prompts)]) == 0
-    assert all(cache.has(j.key) for j in plan.jobs)
+    assert set(cache.whole_entries(plan.keys)) == set(plan.keys)

@@ -4,17 +4,17 @@ from dataclasses import replace
 
 from conftest import REPO, write_prompts
 from gallery.config import load_config
-from gallery.plan import cache_key, expand, models
 from gallery.fingerprint import Memo, model_identities
+from gallery.plan import cache_key
+from gallery.project import open_project
 
 
-def plan_of(path):
-    config = load_config(path)
-    return expand(config, model_identities(models(config), Memo(config.cache_dir)))
+def plan_of_file(path):
+    return open_project(path).plan
 
 
 def test_example_plan_shape_and_seeds():
-    plan = plan_of(REPO / "prompts.yaml")
+    plan = plan_of_file(REPO / "prompts.yaml")
     assert len(plan.cells) == 108 and len(plan.jobs) == 1728
     cell = plan.cell(("cat", "dali"))
     assert cell.prompt == "cat wearing sunglasses as a painting of Dalí (1929), surrealist"
@@ -40,25 +40,33 @@ def test_key_depends_on_the_picture_not_on_the_machine(tmp_path):
         ("negative_prompt", "blurry"), ("pipeline", "StableDiffusionPipeline"),
         ("scheduler_options", (("eta", 0.5),)))]
     assert key not in changed and len(set(changed)) == len(changed)
-    # runtime settings are not part of the key
-    other_runtime = replace(base.runtime, device="cpu", dtype="float16", batch_size=7)
-    assert other_runtime != base.runtime
-    assert cache_key(p, "hub:x@main", "a cat", 3) == key
+    # how a picture is made (device, dtype, batch size, memory savers) is not part of its key
+    def keys(folder: str, render: str) -> list[str]:
+        prompts = write_prompts(tmp_path / folder, f"""
+            render: {{model: hub/x, samples: 2, {render}}}
+            axes: {{subject: {{cat: a cat, dog: a dog}}}}
+        """)
+        return [job.key for job in plan_of_file(prompts).jobs]
+
+    before = keys("base", "steps: 20")
+    assert keys("machine", "steps: 20, device: cpu, dtype: float16, batch_size: 7, attention_slicing: true, "
+                           "vae_tiling: true, cpu_offload: sequential") == before
+    assert not set(keys("picture", "steps: 21")) & set(before)  # while a picture setting changes every key
 
 
 def test_changing_one_style_changes_exactly_its_images(tmp_path):
     text = (REPO / "prompts.yaml").read_text(encoding="utf-8")
-    before = plan_of(REPO / "prompts.yaml")
+    before = plan_of_file(REPO / "prompts.yaml")
     path = tmp_path / "prompts.yaml"
     path.write_text(text.replace("as a Byzantine mosaic", "as a Roman mosaic"), encoding="utf-8")
-    after = plan_of(path)
+    after = plan_of_file(path)
     changed = {j.key for j in after.jobs} - {j.key for j in before.jobs}
     assert len(changed) == 144
     assert {j.cell[1] for j in after.jobs if j.key in changed} == {"mosaic"}
 
 
 def test_one_axis_and_template(tmp_path):
-    plan = plan_of(write_prompts(tmp_path, """
+    plan = plan_of_file(write_prompts(tmp_path, """
         prompt: "a photo of {thing}, 35mm"
         render: {samples: 2, seed: 100}
         axes:
@@ -69,7 +77,7 @@ def test_one_axis_and_template(tmp_path):
 
 
 def test_overrides_later_axis_wins(tmp_path):
-    plan = plan_of(write_prompts(tmp_path, """
+    plan = plan_of_file(write_prompts(tmp_path, """
         render: {steps: 10}
         axes:
           a:

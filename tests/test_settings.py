@@ -192,9 +192,8 @@ KEYS_BEFORE = {
 
 @pytest.mark.parametrize("path", sorted(KEYS_BEFORE))
 def test_cache_keys_of_the_committed_galleries_are_unchanged(path, tmp_path):
-    from gallery.fingerprint import Memo, model_identities
-    from gallery.plan import expand, models
+    from gallery.fingerprint import Memo
+    from gallery.project import plan_of
 
-    loaded = load_config(REPO / path)
-    keys = expand(loaded, model_identities(models(loaded), Memo(tmp_path))).keys
+    keys = plan_of(load_config(REPO / path), Memo(tmp_path)).keys
     assert (len(keys), hashlib.sha256("\n".join(keys).encode()).hexdigest()) == KEYS_BEFORE[path]

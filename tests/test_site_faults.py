@@ -16,6 +16,7 @@ import pytest
 from conftest import write_prompts
 from gallery.cli import main
 from gallery.config import load_config
+from gallery.project import open_project
 
 RECORDS = ".prompt-gallery"
 
@@ -124,17 +125,10 @@ def test_an_interrupted_first_site_is_not_taken_for_someone_elses(tmp_path, tiny
     site_module._page_files = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
-            site_module.build_site(*_plan_and_cache(prompts), standalone=True)
+            project = open_project(prompts)
+            site_module.build_site(project.plan, project.cache, standalone=True)
     finally:
         site_module._page_files = real
     assert list(load_config(prompts).site_dir.rglob("*.webp"))
     assert main(["site", "-c", str(prompts)]) == 0
 
-
-def _plan_and_cache(prompts):
-    from gallery.cache import Cache
-    from gallery.fingerprint import Memo, model_identities
-    from gallery.plan import expand, models
-
-    config = load_config(prompts)
-    return expand(config, model_identities(models(config), Memo(config.cache_dir))), Cache(config.cache_dir)

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import files_under, small_gpu, write_prompts
+from conftest import files_under, needs_spandrel, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
 from gallery.metadata import read_parameters
-from gallery.tiled_upscale import TiledUpscaler, blend_weights, tile_boxes, tile_spans
+from gallery.upscale.tiled import TiledUpscaler, blend_weights, tile_boxes, tile_spans
 from test_build import small_project
 from test_upscale import mtimes, sidecars, with_upscale
 from tiny_pipelines import tiny_rrdbnet
@@ -30,6 +30,7 @@ def network_output(scale: int, picture: np.ndarray) -> np.ndarray:
         return tiny_rrdbnet(scale)(x).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
 
 
+@needs_spandrel()
 def test_esrgan_upscales_like_its_network_cached_and_other_weights_rerun_only_this_stage(
         tmp_path, tiny_sd, tiny_esrgan, capsys):
     x2 = tiny_esrgan / "x2.pth"
@@ -94,6 +95,7 @@ def upscaled(tmp_path, weights, picture: np.ndarray, tile: int, overlap: int, ba
     return array
 
 
+@needs_spandrel()
 @pytest.mark.parametrize("name, scale", [("x2.pth", 2), ("x4.safetensors", 4)])
 def test_tiles_blend_without_seams(tmp_path, tiny_esrgan, name, scale):
     picture = structured_picture(76, 100)  # neither side a multiple of the tile
@@ -136,6 +138,7 @@ def test_blend_weights_are_a_partition_of_one(width, height, tile, scale, data):
     assert np.allclose(total, 1.0, atol=1e-5)
 
 
+@needs_spandrel()
 def test_out_of_memory_halves_the_tiles_per_call(tmp_path, tiny_sd, tiny_esrgan, monkeypatch, capsys):
     sizes = small_gpu(monkeypatch, "load_sr_model", 0)  # the network's call takes the tiles first
     x4 = tiny_esrgan / "x4.safetensors"
@@ -185,6 +188,7 @@ def bad_weights(folder, tiny_esrgan) -> dict[str, tuple[str, str]]:
     }
 
 
+@needs_spandrel()
 def test_weights_that_cannot_be_used_stop_the_build_before_rendering(tmp_path, tiny_sd, tiny_esrgan, capsys,
                                                                      monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from gallery.cli import main
 from gallery.config import load_config
 from gallery.errors import ConfigError
 from gallery.metadata import read_parameters
+from gallery.project import open_project
 from test_build import cache_entries, small_project
 
 
@@ -38,7 +40,7 @@ def test_lanczos_upscale_is_cached_and_shown_full_size(tmp_path, tiny_sd, capsys
     cache = Cache(config.cache_dir)
     upscaled = [s for s in (config.cache_dir / "images").rglob("*.json") if "source" in json.loads(s.read_text())]
     side = json.loads(upscaled[0].read_text())
-    assert side["png"]["width"] == 128 and cache.has(side["source"])
+    assert side["png"]["width"] == 128 and side["source"] in cache.whole_entries([side["source"]])
     assert "Hires upscale: 2, Hires upscaler: Lanczos 2x" in read_parameters(cache.png_path(side["key"]).read_bytes())
 
     # nothing to do the second time
@@ -53,6 +55,48 @@ def test_lanczos_upscale_is_cached_and_shown_full_size(tmp_path, tiny_sd, capsys
     assert "all 8 images are cached" in out and "upscale: 8 images (Lanczos to 96px)" in out
     cell = json.loads((site / "assets/img/tiny-test/dog/ink/cell.json").read_text())
     assert cell["full_size"] == [96, 96] and Image.open(site / cell["images"][0]["full"]).size == (96, 96)
+
+
+def test_render_on_two_processes_then_the_next_command_upscales_once_and_fills_the_page(tmp_path, tiny_sd, capsys):
+    """The README's many-GPU recipe: `gallery render` in 2 processes at once (ranks as accelerate and
+    torchrun set them), then `gallery build`, once: every image rendered, upscaled once, on the page."""
+    prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos}\n")
+    ranks = [subprocess.Popen([sys.executable, "-m", "gallery", "render", "-c", str(prompts)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)))
+             for rank in (0, 1)]  # both started before either is waited for
+    outputs = [proc.communicate(timeout=600) for proc in ranks]
+    assert [proc.returncode for proc in ranks] == [0, 0], outputs
+    project = open_project(prompts)
+    plan, cache = project.plan, project.cache
+    renders = sidecars(prompts, upscaled=False)
+    assert set(renders) == {job.key for job in plan.jobs} and not sidecars(prompts, upscaled=True)
+    assert {side["made"]["process"] for side in renders.values()} == {"0/2", "1/2"}
+    assert "run `gallery build` once" in outputs[0][1] and "gallery build" not in outputs[1][1]  # said once
+
+    assert main(["site", "-c", str(prompts)]) == 0  # the site alone upscales nothing, and says what does
+    out = capsys.readouterr().out
+    assert "site: 0 images on the page" in out
+    assert "site: 8 rendered images are not upscaled yet (Lanczos 2x), so the page leaves them out; " \
+           "`gallery build` upscales them" in out
+
+    assert main(["build", "-c", str(prompts)]) == 0
+    out = capsys.readouterr().out
+    assert "all 8 images are cached" in out and "upscale: 8 images (Lanczos 2x)" in out
+    assert "site: 8 images on the page" in out and "not upscaled" not in out
+    assert cache.keys() == set(cache.whole_entries(plan.keys)) == set(plan.keys)  # 8 renders + 8 upscales
+    manifest = json.loads((project.config.site_dir / "assets/img/tiny-test/manifest.json").read_text())
+    for cell in plan.cells:
+        shown = json.loads((project.config.site_dir / manifest["cells"][cell.path]).read_text())
+        assert shown["full_size"] == [128, 128]
+        assert [image["sample"] for image in shown["images"]] == [job.sample for job in cell.jobs]
+        for image, job in zip(shown["images"], cell.jobs):  # each sample's upscaled picture, not its render
+            assert f"-{plan.published_key(job)[:12]}-full" in image["full"]
+            assert Image.open(project.config.site_dir / image["full"]).size == (128, 128)
+
+    upscaled = mtimes(prompts, sidecars(prompts, upscaled=True))
+    assert main(["build", "-c", str(prompts)]) == 0  # once: nothing is upscaled again
+    assert "upscale:" not in capsys.readouterr().out and mtimes(prompts, upscaled) == upscaled
 
 
 def test_upscale_settings_are_checked(tmp_path):

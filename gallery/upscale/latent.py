@@ -9,15 +9,14 @@ as rendering does.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from gallery import loading
+from gallery.batching import in_batches
 from gallery.config import Runtime
 from gallery.errors import RenderError
 from gallery.plan import UpscaleJob
-from gallery.render import image_fault, in_batches, to_image
-from gallery.upscale import ModelUpscaler, UpscaleReport, by_size, open_rgb
+from gallery.upscale.model_upscaler import ModelUpscaler, by_size
 
 
 def auto_batch_size(width: int, height: int, device: str) -> int:
@@ -32,34 +31,22 @@ class LatentUpscaler(ModelUpscaler):
     def load(self, runtime: Runtime) -> None:
         self.pipe = loading.load_upscaler(self.upscale, self.target, runtime)
 
-    def run(self, todo: Sequence[UpscaleJob], source: Callable[[UpscaleJob], Path],
-            store: Callable[[UpscaleJob, object, dict], None], progress=None) -> UpscaleReport:
-        """Upscale each job's source PNG (`source` says where it is) and hand the 4x image to `store`."""
-        report = UpscaleReport()
+    def batches(self, todo: Sequence[UpscaleJob], source: Callable[[UpscaleJob], object]) -> Iterator[tuple]:
+        """One pipeline call at a time: 4x pictures."""
         versions = loading.versions("diffusers", "transformers")
-
-        def call(chunk: Sequence[UpscaleJob]):
-            return self._call([open_rgb(source(u)) for u in chunk], chunk)
-
         for (width, height), group in by_size(todo).items():
             batch = self.upscale.batch_size or auto_batch_size(width, height, self.target.device)
             at_one = ("out of GPU memory upscaling one image; set render.attention_slicing, "
                       "render.vae_tiling or render.cpu_offload, or use upscaler: lanczos")
+
+            def call(chunk: Sequence[UpscaleJob]):
+                return self._call([source(u) for u in chunk], chunk)
+
             for chunk, arrays, seconds in in_batches(group, batch, call, self.warn, "upscale batch size", at_one):
-                made = {"device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
-                        "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
-                        "seconds": round(seconds / len(chunk), 4), "versions": versions}
-                for u, array in zip(chunk, arrays):
-                    fault = image_fault(array)
-                    if fault:
-                        report.rejected.append((u, fault))
-                    else:  # written here, not in a thread: a model call takes far longer than a PNG
-                        store(u, to_image(array), made)
-                if progress is not None:
-                    progress.update(len(chunk))
-                report.upscaled += len(chunk)
-                report.batch_size = max(report.batch_size, len(chunk))
-        return report
+                yield chunk, arrays, {
+                    "device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
+                    "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
+                    "seconds": round(seconds / len(chunk), 4), "versions": versions}
 
     def _call(self, images: list, chunk: Sequence[UpscaleJob]):
         """One pipeline call: float images (height, width, 3) in 0..1, one per job."""
@@ -94,4 +81,3 @@ def _ldsr_input(image):
         image = image.resize((w, h), Image.LANCZOS)
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.transpose(2, 0, 1)[None].copy()) * 2.0 - 1.0
-

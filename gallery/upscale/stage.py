@@ -4,23 +4,19 @@ Each upscaled image is an entry of its own, keyed by the source image's key and 
 with its settings (see plan.UpscaleJob), written like a render (PNG with its recipe, then the
 sidecar). Lanczos (Pillow) needs no model; the work goes to every core (gallery.pool). A model
 upscaler runs here, in this process, on the render device: a super-resolution network in tiles
-(gallery.tiled_upscale) or a latent upscaler (gallery.latent_upscale). Its result (the model's
+(gallery.upscale.tiled) or a latent upscaler (gallery.upscale.latent). Its result (the model's
 own scale) is resized with Lanczos where another factor or size was asked.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
 from PIL import Image
 
 from gallery import metadata
 from gallery.cache import Cache
-from gallery.config import Runtime, Upscale
 from gallery.plan import Plan, UpscaleJob, output_size
 from gallery.pool import map_images
 
@@ -40,52 +36,14 @@ def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> list
         return []
     # these import torch: only now that a model must run
     if loader == "spandrel":
-        from gallery.tiled_upscale import TiledUpscaler as Upscaler
+        from gallery.upscale.tiled import TiledUpscaler as Upscaler
     else:
-        from gallery.latent_upscale import LatentUpscaler as Upscaler
+        from gallery.upscale.latent import LatentUpscaler as Upscaler
 
     upscaler = Upscaler(plan.config.upscale, plan.config.runtime)
-    report = upscaler.run(todo, source=lambda u: cache.png_path(u.source.key),
+    stored = upscaler.run(todo, source=lambda u: open_rgb(cache.png_path(u.source.key)),
                           store=lambda u, image, made: _store(_task(cache, u), image, made), progress=progress)
-    return report.rejected
-
-
-class ModelUpscaler:
-    """What the model upscalers (TiledUpscaler, LatentUpscaler) share: the render settings' device,
-    and the render pipeline's memory let go before their model loads (`load`, their own)."""
-
-    def __init__(self, upscale: Upscale, runtime: Runtime, *,
-                 warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
-        import torch
-
-        from gallery.loading import choose_target
-        from gallery.render import free_memory
-
-        self.upscale = upscale
-        self.warn = warn
-        self.target = choose_target(runtime)
-        free_memory(torch)  # the render pipeline, if this build rendered, is garbage now
-        self.load(runtime)
-
-    def load(self, runtime: Runtime) -> None:
-        raise NotImplementedError
-
-
-@dataclass
-class UpscaleReport:
-    """What a model upscaler did (see TiledUpscaler.run, LatentUpscaler.run)."""
-
-    upscaled: int = 0
-    batch_size: int = 0
-    rejected: list[tuple[UpscaleJob, str]] = field(default_factory=list)  # not cached, and why
-
-
-def by_size(todo: Sequence[UpscaleJob]) -> dict[tuple[int, int], list[UpscaleJob]]:
-    """Jobs whose sources have one size (they can share a model call), in first-seen order."""
-    groups: dict[tuple[int, int], list[UpscaleJob]] = {}
-    for u in todo:
-        groups.setdefault((u.source.picture.width, u.source.picture.height), []).append(u)
-    return groups
+    return stored.rejected
 
 
 def open_rgb(path: Path) -> Image.Image:

@@ -11,15 +11,14 @@ The network is deterministic, so a picture comes out the same alone or in any ba
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from gallery import loading
+from gallery.batching import in_batches
 from gallery.config import Runtime
 from gallery.plan import UpscaleJob
-from gallery.render import image_fault, in_batches, to_image
-from gallery.upscale import ModelUpscaler, UpscaleReport, by_size, open_rgb
+from gallery.upscale.model_upscaler import ModelUpscaler, by_size
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom, in source pixels
 
@@ -91,28 +90,15 @@ class TiledUpscaler(ModelUpscaler):
     def load(self, runtime: Runtime) -> None:
         self.model = loading.load_sr_model(self.upscale, self.target)
 
-    def run(self, todo: Sequence[UpscaleJob], source: Callable[[UpscaleJob], Path],
-            store: Callable[[UpscaleJob, object, dict], None], progress=None) -> UpscaleReport:
-        """Upscale each job's source PNG (`source` says where it is) and hand the result, at the
-        model's own scale, to `store`."""
-        report = UpscaleReport()
+    def batches(self, todo: Sequence[UpscaleJob], source: Callable[[UpscaleJob], object]) -> Iterator[tuple]:
+        """One finished picture at a time, at the model's own scale."""
         model = self.model
         made = {"device": self.target.device, "dtype": str(model.dtype).removeprefix("torch."),
                 "architecture": model.architecture.name, "model_scale": model.scale,
                 "versions": loading.versions("spandrel")}
         for (width, height), group in by_size(todo).items():
-            results = self.upscale_pictures(group, lambda u: open_rgb(source(u)), width, height)
-            for u, array, seconds, tiles, batch in results:
-                fault = image_fault(array)
-                if fault:
-                    report.rejected.append((u, fault))
-                else:
-                    store(u, to_image(array), dict(made, tiles=tiles, batch_size=batch, seconds=round(seconds, 4)))
-                if progress is not None:
-                    progress.update(1)
-                report.upscaled += 1
-                report.batch_size = max(report.batch_size, batch)
-        return report
+            for u, array, seconds, tiles, batch in self.upscale_pictures(group, source, width, height):
+                yield [u], [array], dict(made, tiles=tiles, batch_size=batch, seconds=round(seconds, 4))
 
     def upscale_pictures(self, items: Sequence, read: Callable, width: int, height: int) -> Iterator[tuple]:
         """(item, float array (h * scale, w * scale, 3) in 0..1, seconds, tiles, tiles per call) for
