@@ -29,9 +29,11 @@ sys.path.insert(0, str(REPO))
 from gallery.metadata import a1111_parameters, encode_png  # noqa: E402
 from gallery.project import open_project  # noqa: E402
 
-PROBE = ("import sys, time; t = time.perf_counter(); from gallery.cli import main; rc = main(sys.argv[1:]); "
-         "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules); "
-         "print('HEAVY', heavy, file=sys.stderr); sys.exit(rc)")
+PROBE = (
+    "import sys, time; t = time.perf_counter(); from gallery.cli import main; rc = main(sys.argv[1:]); "
+    "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules); "
+    "print('HEAVY', heavy, file=sys.stderr); sys.exit(rc)"
+)
 
 
 def project(folder: Path, config_text: str) -> Path:
@@ -49,9 +51,18 @@ def fill_cache(prompts: Path) -> int:
     for n, job in enumerate(plan.jobs):
         image = Image.new("RGB", (w, h), ((n * 37) % 256, (n * 91) % 256, (n * 13) % 256))
         png = encode_png(image, a1111_parameters(job.recipe, job.picture.model_name), job.recipe)
-        cache.put(job.key, png, {"key": job.key, "cell": list(job.cell), "sample": job.sample, "recipe": job.recipe,
-                                 "made": {"device": "none", "note": "benchmark stand-in"},
-                                 "png": {"width": w, "height": h}})
+        cache.put(
+            job.key,
+            png,
+            {
+                "key": job.key,
+                "cell": list(job.cell),
+                "sample": job.sample,
+                "recipe": job.recipe,
+                "made": {"device": "none", "note": "benchmark stand-in"},
+                "png": {"width": w, "height": h},
+            },
+        )
     return len(plan.jobs)
 
 
@@ -71,8 +82,10 @@ def big_config(images: int) -> str:
     styles = max(1, round(images / (25 * 16)))
     subjects = "\n".join(f"      s{i}: subject {i}" for i in range(25))
     style_lines = "\n".join(f"      t{i}: style {i}" for i in range(styles))
-    return (f"page: {{slug: big}}\nrender: {{samples: 16, width: 256, height: 256}}\n"
-            f"axes:\n  subject:\n    options:\n{subjects}\n  style:\n    options:\n{style_lines}\n")
+    return (
+        f"page: {{slug: big}}\nrender: {{samples: 16, width: 256, height: 256}}\n"
+        f"axes:\n  subject:\n    options:\n{subjects}\n  style:\n    options:\n{style_lines}\n"
+    )
 
 
 def main() -> int:
@@ -84,8 +97,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="noop-build-"))
     try:
         text = Path(args.config).read_text(encoding="utf-8")
-        prompts = project(work / "example", text + "\npaths: {cache: .gallery-cache, site: site}\n"
-                          if "paths:" not in text else text)
+        prompts = project(
+            work / "example", text + "\npaths: {cache: .gallery-cache, site: site}\n" if "paths:" not in text else text
+        )
         t0 = time.perf_counter()
         count = fill_cache(prompts)
         print(f"example: {count} images; cache filled in {time.perf_counter() - t0:.1f}s")
@@ -94,8 +108,10 @@ def main() -> int:
         for command in (["build"], ["plan"], ["site"]):
             runs = [timed(command + ["-c", str(prompts)], prompts.parent) for _ in range(args.runs)]
             median = statistics.median(s for s, _ in runs)
-            print(f"  gallery {command[0]:<5} with everything cached: median {median:.3f}s of {args.runs} "
-                  f"(min {min(s for s, _ in runs):.3f}s); imports {runs[0][1].removeprefix('HEAVY ')}")
+            print(
+                f"  gallery {command[0]:<5} with everything cached: median {median:.3f}s of {args.runs} "
+                f"(min {min(s for s, _ in runs):.3f}s); imports {runs[0][1].removeprefix('HEAVY ')}"
+            )
         if args.big:
             big = project(work / "big", big_config(args.big))
             t0 = time.perf_counter()
@@ -104,8 +120,10 @@ def main() -> int:
             first, _ = timed(["site", "-c", str(big)], big.parent)
             again = statistics.median(timed(["site", "-c", str(big)], big.parent)[0] for _ in range(3))
             build = statistics.median(timed(["build", "-c", str(big)], big.parent)[0] for _ in range(3))
-            print(f"  site stage, first (converts all): {first:.1f}s ({count / first:.0f} img/s on {os.cpu_count()} "
-                  f"cores); again, nothing to do: median {again:.3f}s; whole build, nothing to do: {build:.3f}s")
+            print(
+                f"  site stage, first (converts all): {first:.1f}s ({count / first:.0f} img/s on {os.cpu_count()} "
+                f"cores); again, nothing to do: median {again:.3f}s; whole build, nothing to do: {build:.3f}s"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

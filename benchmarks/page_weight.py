@@ -63,12 +63,12 @@ from scripts.browser import CHROMIUM, FLAGS, serve_static  # noqa: E402
 
 VIEWPORTS = {
     "desktop 1280x800 @1x": dict(viewport={"width": 1280, "height": 800}, device_scale_factor=1),
-    "phone 390x844 @3x": dict(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
-                              has_touch=True),
+    "phone 390x844 @3x": dict(
+        viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True, has_touch=True
+    ),
 }
 # Colour photographs shipped inside the scikit-image wheel (nothing is downloaded).
-PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-          "hubble_deep_field.jpg")
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")
 ORIGINAL_SCALE = 2  # the original upscaled 256 px renders to 512 px
 BASEURL = "/repo"
 QUIET_S = 0.5  # the network counts as idle after this long with nothing in flight
@@ -76,6 +76,7 @@ KIB = 1024
 
 
 # -- the gallery, built from photos instead of renders ---------------------------------------------
+
 
 @functools.cache
 def photos() -> tuple[Image.Image, ...]:
@@ -107,9 +108,15 @@ def store(cache: Cache, job: Job) -> None:
     image = fake_render(job)
     recipe = job.recipe
     png = metadata.encode_png(image, metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
-    sidecar = {"key": job.key, "cell": list(job.cell), "sample": job.sample, "recipe": recipe,
-               "model_name": job.picture.model_name, "made": {"device": "benchmark: photo crop"},
-               "png": {"width": image.width, "height": image.height}}  # put() adds its hash and size
+    sidecar = {
+        "key": job.key,
+        "cell": list(job.cell),
+        "sample": job.sample,
+        "recipe": recipe,
+        "model_name": job.picture.model_name,
+        "made": {"device": "benchmark: photo crop"},
+        "png": {"width": image.width, "height": image.height},
+    }  # put() adds its hash and size
     cache.put(job.key, png, sidecar)
 
 
@@ -126,9 +133,22 @@ def build_gallery(config_path: Path, work: Path) -> tuple[Plan, str]:
     clock.lap("cache")
     build_site(plan, cache)
     clock.lap("gallery site")
-    subprocess.run(["jekyll", "build", "--quiet", "--source", str(config.site_dir),
-                    "--destination", str(work / "www" / BASEURL.strip("/")), "--baseurl", BASEURL],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            "jekyll",
+            "build",
+            "--quiet",
+            "--source",
+            str(config.site_dir),
+            "--destination",
+            str(work / "www" / BASEURL.strip("/")),
+            "--baseurl",
+            BASEURL,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     clock.lap("jekyll")
     return plan, str(clock)
 
@@ -169,11 +189,9 @@ def write_original_page(folder: Path, pngs: list[bytes]) -> None:
     (folder / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(tags) + "\n</body></html>\n")
 
 
-
 # -- measuring in the browser ------------------------------------------------------------------------
 
-KINDS = {"document": "html", "stylesheet": "css", "script": "js", "fetch": "json", "xhr": "json",
-         "image": "images"}
+KINDS = {"document": "html", "stylesheet": "css", "script": "js", "fetch": "json", "xhr": "json", "image": "images"}
 
 
 @dataclasses.dataclass
@@ -239,8 +257,11 @@ class Meter:
 
 
 def summary(hits: list[Hit]) -> dict[str, float]:
-    out = {"bytes": sum(h.bytes for h in hits), "gzipped": sum(h.gzipped for h in hits),
-           "image count": sum(h.kind == "images" for h in hits)}
+    out = {
+        "bytes": sum(h.bytes for h in hits),
+        "gzipped": sum(h.gzipped for h in hits),
+        "image count": sum(h.kind == "images" for h in hits),
+    }
     for kind in ("html", "css", "js", "json", "images", "other"):
         out[kind] = sum(h.bytes for h in hits if h.kind == kind)
         out[f"{kind} gz"] = sum(h.gzipped for h in hits if h.kind == kind)
@@ -257,8 +278,9 @@ async def scroll_through(page) -> None:
 
 
 async def shown_images(page) -> list[str]:
-    return await page.eval_on_selector_all(".pg-img", "els => els.map(e => e.complete && e.naturalWidth > 0"
-                                                      " ? e.currentSrc || e.src : '')")
+    return await page.eval_on_selector_all(
+        ".pg-img", "els => els.map(e => e.complete && e.naturalWidth > 0 ? e.currentSrc || e.src : '')"
+    )
 
 
 async def one_visit(browser, url: str, device: dict, change: tuple[str, str, str], notes: set[str]) -> dict:
@@ -333,6 +355,7 @@ def median_of(visits: list[dict]) -> dict:
 
 # -- report --------------------------------------------------------------------------------------------
 
+
 def kib(n: float) -> str:
     return f"{n / KIB:.1f}"
 
@@ -341,25 +364,40 @@ def ratio(original: float, ours: float) -> str:
     return f"1/{original / ours:.0f}" if ours else "-"
 
 
-def report(plan: Plan, change: tuple[str, str], results: dict, original: dict, fetched_original: dict,
-           runs: int, notes: set[str]) -> None:
+def report(
+    plan: Plan,
+    change: tuple[str, str],
+    results: dict,
+    original: dict,
+    fetched_original: dict,
+    runs: int,
+    notes: set[str],
+) -> None:
     config = plan.config
     shape = " x ".join(f"{len(a.options)} {a.name}" for a in config.axes)
-    print(f"gallery: {config.source.name}: {shape} x {config.runtime.samples} samples = {len(plan.jobs)} images "
-          f"at {config.picture.width}x{config.picture.height}; default cell {'/'.join(config.page.default)}; "
-          f"change: {change[0]} -> {change[1]}")
-    print("bytes: response headers + body per request, from Chromium's Request.sizes(); local http.server, "
-          f"no compression; median of {runs} fresh visits per viewport")
-    print(f"original: 16 PNGs per cell at {ORIGINAL_SCALE}x (Lanczos), Pillow default PNG: "
-          f"first cell {kib(original['first'])} KiB, changed cell {kib(original['change'])} KiB; through the "
-          f"same server {kib(fetched_original['images'])} KiB for {fetched_original['image count']:.0f} images "
-          f"(files {kib(original['first'])} KiB + headers)")
+    print(
+        f"gallery: {config.source.name}: {shape} x {config.runtime.samples} samples = {len(plan.jobs)} images "
+        f"at {config.picture.width}x{config.picture.height}; default cell {'/'.join(config.page.default)}; "
+        f"change: {change[0]} -> {change[1]}"
+    )
+    print(
+        "bytes: response headers + body per request, from Chromium's Request.sizes(); local http.server, "
+        f"no compression; median of {runs} fresh visits per viewport"
+    )
+    print(
+        f"original: 16 PNGs per cell at {ORIGINAL_SCALE}x (Lanczos), Pillow default PNG: "
+        f"first cell {kib(original['first'])} KiB, changed cell {kib(original['change'])} KiB; through the "
+        f"same server {kib(fetched_original['images'])} KiB for {fetched_original['image count']:.0f} images "
+        f"(files {kib(original['first'])} KiB + headers)"
+    )
     for name, r in results.items():
         first = r["first view"]
         print(f"\n{name}")
         by_type = ", ".join(f"{k} {kib(first[k])} (gz {kib(first[k + ' gz'])})" for k in ("html", "css", "js", "json"))
-        print(f"  first view by type (KiB): {by_type}, images {kib(first['images'])} "
-              f"({first['image count']:.0f} images), other {kib(first['other'])}")
+        print(
+            f"  first view by type (KiB): {by_type}, images {kib(first['images'])} "
+            f"({first['image count']:.0f} images), other {kib(first['other'])}"
+        )
         rows = [
             ("first view", first, original["first"]),
             ("first view, text gzipped*", {**first, "bytes": first["gzipped"]}, original["first"]),
@@ -369,10 +407,14 @@ def report(plan: Plan, change: tuple[str, str], results: dict, original: dict, f
         ]
         print(f"  {'view':32} {'ours bytes':>11} {'ours KiB':>9} {'images':>6} {'original KiB':>13} {'orig/ours':>9}")
         for label, ours, orig in rows:
-            print(f"  {label:32} {ours['bytes']:>11.0f} {kib(ours['bytes']):>9} {ours['image count']:>6.0f} "
-                  f"{kib(orig):>13} {orig / ours['bytes']:>9.1f}")
-        print(f"  images shown after scrolling: first cell {r['first cell shown']:.0f}, changed cell "
-              f"{r['changed cell shown']:.0f}" + ("" if r["changed cell ok"] else "  (WRONG CELL SHOWN)"))
+            print(
+                f"  {label:32} {ours['bytes']:>11.0f} {kib(ours['bytes']):>9} {ours['image count']:>6.0f} "
+                f"{kib(orig):>13} {orig / ours['bytes']:>9.1f}"
+            )
+        print(
+            f"  images shown after scrolling: first cell {r['first cell shown']:.0f}, changed cell "
+            f"{r['changed cell shown']:.0f}" + ("" if r["changed cell ok"] else "  (WRONG CELL SHOWN)")
+        )
     print("\n* text gzipped: HTML/CSS/JS/JSON bodies gzip -6, as GitHub Pages would serve them")
     print("notes:" if notes else "notes: no HTTP errors, failed requests or console errors")
     for note in sorted(notes):
@@ -381,8 +423,10 @@ def report(plan: Plan, change: tuple[str, str], results: dict, original: dict, f
     for name, r in results.items():
         ours = r["first view"]["bytes"]
         verdict = "meets" if ours * 10 <= original["first"] else "MISSES"
-        print(f"first view ({name}): ours {kib(ours)} KiB vs original {kib(original['first'])} KiB = "
-              f"{ratio(original['first'], ours)} ({verdict} the goal of <= 1/10)")
+        print(
+            f"first view ({name}): ours {kib(ours)} KiB vs original {kib(original['first'])} KiB = "
+            f"{ratio(original['first'], ours)} ({verdict} the goal of <= 1/10)"
+        )
 
 
 def add(a: dict, b: dict) -> dict:
@@ -390,6 +434,7 @@ def add(a: dict, b: dict) -> dict:
 
 
 # -- main ----------------------------------------------------------------------------------------------
+
 
 def next_option(plan: Plan, axis_name: str) -> tuple[str, str]:
     """The option after the default one on `axis_name` (the last axis when it does not exist)."""
@@ -423,8 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "prompts.yaml", help="default: the repo's prompts.yaml")
     parser.add_argument("--runs", type=int, default=3, help="fresh visits per viewport (median is reported)")
-    parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="build in DIR (new or empty) and leave it there: cache, site source, built site")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="build in DIR (new or empty) and leave it there: cache, site source, built site",
+    )
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists() or not shutil.which("jekyll"):
         sys.exit(f"needs {CHROMIUM} and jekyll (apt-get install chromium jekyll)")

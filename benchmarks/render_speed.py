@@ -64,43 +64,68 @@ class Workload:
 
 WORKLOADS = {
     "ldm": Workload("ldm", 256, 7.5, 0.182, "LDM-KL-8-G (LDMTextToImagePipeline, LDMBert 32x1280), 256x256"),
-    "sd15": Workload("sd15", 512, 7.5, 0.80,
-                     "Stable Diffusion 1.5 (StableDiffusionPipeline, CLIP ViT-L text), 512x512"),
+    "sd15": Workload(
+        "sd15", 512, 7.5, 0.80, "Stable Diffusion 1.5 (StableDiffusionPipeline, CLIP ViT-L text), 512x512"
+    ),
     # The project's own trained demo model (demo/model): small enough for a CI-sized run on a CPU.
-    "demo": Workload("demo", 64, 4.0, 0.0,
-                     "the demo model (demo/model, StableDiffusionPipeline, 1.7M-parameter UNet), 64x64",
-                     prompt="a blue star, filled"),
+    "demo": Workload(
+        "demo",
+        64,
+        4.0,
+        0.0,
+        "the demo model (demo/model, StableDiffusionPipeline, 1.7M-parameter UNet), 64x64",
+        prompt="a blue star, filled",
+    ),
 }
 DEMO_MODEL = REPO / "demo" / "model"
 
 
 # ---------------------------------------------------------------- building the random models
 
+
 def _sd_vae():
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512),
-                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                         latent_channels=4, layers_per_block=2, norm_num_groups=32, sample_size=512)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        norm_num_groups=32,
+        sample_size=512,
+    )
 
 
 def _unet(sample_size: int, cross_attention_dim: int):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=cross_attention_dim, attention_head_dim=8,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
     )
 
 
 def _ddim():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 def build(name: str, directory: Path) -> float:
@@ -115,21 +140,49 @@ def build(name: str, directory: Path) -> float:
         from diffusers import LDMTextToImagePipeline
         from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import LDMBertConfig, LDMBertModel
 
-        bert = LDMBertModel(LDMBertConfig(vocab_size=49408, d_model=1280, encoder_layers=32, encoder_attention_heads=8,
-                                          head_dim=64, encoder_ffn_dim=5120, max_position_embeddings=77))
-        pipe = LDMTextToImagePipeline(vqvae=_sd_vae(), bert=bert, tokenizer=tokenizer, unet=_unet(32, 1280),
-                                      scheduler=_ddim())
+        bert = LDMBertModel(
+            LDMBertConfig(
+                vocab_size=49408,
+                d_model=1280,
+                encoder_layers=32,
+                encoder_attention_heads=8,
+                head_dim=64,
+                encoder_ffn_dim=5120,
+                max_position_embeddings=77,
+            )
+        )
+        pipe = LDMTextToImagePipeline(
+            vqvae=_sd_vae(), bert=bert, tokenizer=tokenizer, unet=_unet(32, 1280), scheduler=_ddim()
+        )
     else:
         from diffusers import StableDiffusionPipeline
         from transformers import CLIPTextConfig, CLIPTextModel
 
-        text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
-                                            num_attention_heads=12, num_hidden_layers=12, max_position_embeddings=77,
-                                            hidden_act="quick_gelu", projection_dim=768,
-                                            bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
-        pipe = StableDiffusionPipeline(vae=_sd_vae(), text_encoder=text, tokenizer=tokenizer, unet=_unet(64, 768),
-                                       scheduler=_ddim(), safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
+        text = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_attention_heads=12,
+                num_hidden_layers=12,
+                max_position_embeddings=77,
+                hidden_act="quick_gelu",
+                projection_dim=768,
+                bos_token_id=49406,
+                eos_token_id=49407,
+                pad_token_id=49407,
+            )
+        )
+        pipe = StableDiffusionPipeline(
+            vae=_sd_vae(),
+            text_encoder=text,
+            tokenizer=tokenizer,
+            unet=_unet(64, 768),
+            scheduler=_ddim(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
     params = sum(p.numel() for m in pipe.components.values() if isinstance(m, torch.nn.Module) for p in m.parameters())
     pipe.save_pretrained(directory, safe_serialization=True)
     del pipe
@@ -138,6 +191,7 @@ def build(name: str, directory: Path) -> float:
 
 
 # ---------------------------------------------------------------- the two sides
+
 
 class Plain:
     """A plain diffusers loop: float32, one prompt per call, PIL output saved as PNG."""
@@ -161,8 +215,14 @@ class Plain:
         _sync(self.device)
         t0 = time.perf_counter()
         for i in range(self.images):
-            image = self.pipe(self.w.prompt, height=self.w.size, width=self.w.size, num_inference_steps=self.steps,
-                              guidance_scale=self.w.guidance, generator=torch.Generator("cpu").manual_seed(i)).images[0]
+            image = self.pipe(
+                self.w.prompt,
+                height=self.w.size,
+                width=self.w.size,
+                num_inference_steps=self.steps,
+                guidance_scale=self.w.guidance,
+                generator=torch.Generator("cpu").manual_seed(i),
+            ).images[0]
             image.save(folder / f"{i:05d}.png")
         _sync(self.device)
         rate = self.images / (time.perf_counter() - t0)
@@ -173,8 +233,9 @@ class Plain:
 class Ours:
     """gallery's Renderer, loaded through the functions the CLI uses; each repeat into a fresh cache."""
 
-    def __init__(self, model: Path, w: Workload, steps: int, images: int, out: Path, dtype: str, batch: str,
-                 label: str):
+    def __init__(
+        self, model: Path, w: Workload, steps: int, images: int, out: Path, dtype: str, batch: str, label: str
+    ):
         from gallery.config import load_config
         from gallery.project import plan_of
         from gallery.render import Renderer
@@ -188,8 +249,10 @@ class Ours:
             f"render:\n  model: {model}\n  scheduler: default\n  steps: {steps}\n  guidance: {w.guidance}\n"
             f"  width: {w.size}\n  height: {w.size}\n  samples: {images}\n  seed: 0\n"
             f"  dtype: {dtype}\n  batch_size: {batch}\n"
-            f"axes:\n  subject: {{bench: \"{w.prompt}\"}}\n"
-            f"paths: {{cache: cache-0}}\n", encoding="utf-8")
+            f'axes:\n  subject: {{bench: "{w.prompt}"}}\n'
+            f"paths: {{cache: cache-0}}\n",
+            encoding="utf-8",
+        )
         config = load_config(prompts)
         t0 = time.perf_counter()
         plan = plan_of(config)
@@ -209,13 +272,19 @@ class Ours:
         assert not cache.whole_entries(j.key for j in self.jobs)
         report = self.renderer.render(self.jobs, cache)
         if report.rejected:
-            print(f"  [{self.label}] {len(report.rejected)} images rejected (not cached): {report.rejected[0][1]}",
-                  file=sys.stderr)
+            print(
+                f"  [{self.label}] {len(report.rejected)} images rejected (not cached): {report.rejected[0][1]}",
+                file=sys.stderr,
+            )
         if len(cache.whole_entries(j.key for j in self.jobs)) + len(report.rejected) != len(self.jobs):
             raise SystemExit(f"{self.label}: not every image reached the cache")
         # report.batch_size is the batch size set (auto: 4 on a CPU); a call holds at most `images`
-        self.used = {"device": report.device, "dtype": report.dtype, "batch": min(report.batch_size, len(self.jobs)),
-                     "batch_set": report.batch_size}
+        self.used = {
+            "device": report.device,
+            "dtype": report.dtype,
+            "batch": min(report.batch_size, len(self.jobs)),
+            "batch_set": report.batch_size,
+        }
         shutil.rmtree(cache.root, ignore_errors=True)
         return report.rendered / report.seconds
 
@@ -225,7 +294,7 @@ def side_by_side(sides: list, repeats: int) -> dict[str, list[float]]:
     slows every side alike rather than whichever happened to run then."""
     rates: dict[str, list[float]] = {side.label: [] for side in sides}
     for r in range(repeats):
-        for side in sides[r % len(sides):] + sides[: r % len(sides)]:
+        for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
             rates[side.label].append(side.once(r))
     return rates
 
@@ -247,23 +316,38 @@ def _free() -> None:
 
 # ---------------------------------------------------------------- main
 
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=("ldm", "sd15", "demo", "all"), default="all", help="all: ldm and sd15")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="inference steps (default: 2 on CPU, 250 ldm / 50 sd15 on GPU; demo: 15)")
-    parser.add_argument("--images", type=int, default=None,
-                        help="images per side and repeat (default: 2 on CPU, 16 on GPU)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="inference steps (default: 2 on CPU, 250 ldm / 50 sd15 on GPU; demo: 15)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=None, help="images per side and repeat (default: 2 on CPU, 16 on GPU)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="default: 1 on CPU, 3 on GPU; the median is reported")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
-                        help="ours' dtype")
+    parser.add_argument(
+        "--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="ours' dtype"
+    )
     parser.add_argument("--batch", default="auto", help="ours' batch_size: auto or a number")
-    parser.add_argument("--cpu-dtypes", dest="cpu_dtypes", action="store_true", default=None,
-                        help="on CPU (default there): also ours in bfloat16 vs float32, ldm only")
+    parser.add_argument(
+        "--cpu-dtypes",
+        dest="cpu_dtypes",
+        action="store_true",
+        default=None,
+        help="on CPU (default there): also ours in bfloat16 vs float32, ldm only",
+    )
     parser.add_argument("--no-cpu-dtypes", dest="cpu_dtypes", action="store_false")
-    parser.add_argument("--models", type=Path, default=None,
-                        help="keep the built models in this folder and reuse them next time "
-                             "(default: a temp dir, deleted)")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="keep the built models in this folder and reuse them next time (default: a temp dir, deleted)",
+    )
     args = parser.parse_args()
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, Path.cwd()), *sys.argv])
 
@@ -279,8 +363,11 @@ def main() -> int:
     repeats = args.repeats or (3 if gpu else 1)
     cpu_dtypes = (not gpu) if args.cpu_dtypes is None else (args.cpu_dtypes and not gpu)
     names = ["ldm", "sd15"] if args.workload == "all" else [args.workload]
-    where = (torch.cuda.get_device_name(0) if gpu
-             else f"CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    where = (
+        torch.cuda.get_device_name(0)
+        if gpu
+        else f"CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    )
     print(f"render speed: {where}; torch {torch.__version__}, diffusers {diffusers.__version__}")
     if not gpu:
         print(f"CPU bfloat16 instructions (AVX512-BF16 or AMX): {'yes' if cpu_has_bf16() else 'NO (bf16 is emulated)'}")
@@ -304,8 +391,10 @@ def main() -> int:
             else:
                 t0 = time.perf_counter()
                 params = build(name, model)
-                print(f"  model: {params / 1e9:.2f}B parameters, built and saved (fp32) "
-                      f"in {time.perf_counter() - t0:.0f}s")
+                print(
+                    f"  model: {params / 1e9:.2f}B parameters, built and saved (fp32) "
+                    f"in {time.perf_counter() - t0:.0f}s"
+                )
 
             runs = [(args.dtype, "ours")]
             if cpu_dtypes and name == "ldm":
@@ -322,16 +411,28 @@ def main() -> int:
             for side in sides[1:]:
                 o, used = measured[side.label], side.used
                 results[side.label] = (statistics.median(o), used)
-                print(f"  {side.label:<6} {used['dtype']}: {_rates(o)}; batch {used['batch']} "
-                      f"(set {used['batch_set']}), {used['device']} "
-                      f"(model hashed in {side.hash_s:.1f}s, loaded in {side.load_s:.1f}s, not timed)")
+                print(
+                    f"  {side.label:<6} {used['dtype']}: {_rates(o)}; batch {used['batch']} "
+                    f"(set {used['batch_set']}), {used['device']} "
+                    f"(model hashed in {side.hash_s:.1f}s, loaded in {side.load_s:.1f}s, not timed)"
+                )
             del sides
             _free()
             plain_rate = statistics.median(p)
             for label, (rate, used) in results.items():
-                row = {"workload": name, "side": label, "device": used["device"], "dtype": used["dtype"],
-                       "batch": used["batch"], "steps": steps, "images": images, "plain": plain_rate, "ours": rate,
-                       "ratio": rate / plain_rate, "bound": None}
+                row = {
+                    "workload": name,
+                    "side": label,
+                    "device": used["device"],
+                    "dtype": used["dtype"],
+                    "batch": used["batch"],
+                    "steps": steps,
+                    "images": images,
+                    "plain": plain_rate,
+                    "ours": rate,
+                    "ratio": rate / plain_rate,
+                    "bound": None,
+                }
                 if gpu and w.unet_tflop:
                     achieved = rate * steps * 2 * w.unet_tflop  # TFLOP/s in the UNet (CFG: 2 forwards per step)
                     row["bound"] = achieved / UNET_BOUND_TFLOPS
@@ -339,23 +440,34 @@ def main() -> int:
                 rows.append(row)
             if "ours fp32" in results and "ours bf16" in results:
                 ratio = results["ours bf16"][0] / results["ours fp32"][0]
-                print(f"  bf16/fp32 (ours): {ratio:.2f}x " + ("" if cpu_has_bf16() else
-                      "-- this CPU has no AVX512-BF16/AMX, so bf16 is emulated; `dtype: auto` picks float32 here"))
+                print(
+                    f"  bf16/fp32 (ours): {ratio:.2f}x "
+                    + (
+                        ""
+                        if cpu_has_bf16()
+                        else "-- this CPU has no AVX512-BF16/AMX, so bf16 is emulated; `dtype: auto` picks float32 here"
+                    )
+                )
             if args.models is None and name != "demo":
                 shutil.rmtree(model, ignore_errors=True)  # a few GB each
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     print("\nsummary (images/s, median of repeats; ours = Renderer.render incl. PNG encode + cache write)")
-    head = f"{'workload':<9}{'side':<11}{'device':<8}{'dtype':<10}{'batch':>5}{'steps':>6}{'images':>7}" \
-           f"{'plain img/s':>13}{'ours img/s':>12}{'ours/plain':>11}"
+    head = (
+        f"{'workload':<9}{'side':<11}{'device':<8}{'dtype':<10}{'batch':>5}{'steps':>6}{'images':>7}"
+        f"{'plain img/s':>13}{'ours img/s':>12}{'ours/plain':>11}"
+    )
     print(head + ("  UNet bound" if gpu else ""))
     for r in rows:
-        line = (f"{r['workload']:<9}{r['side']:<11}{r['device']:<8}{r['dtype']:<10}{r['batch']:>5}{r['steps']:>6}"
-                f"{r['images']:>7}{r['plain']:>13.4f}{r['ours']:>12.4f}{r['ratio']:>10.2f}x")
+        line = (
+            f"{r['workload']:<9}{r['side']:<11}{r['device']:<8}{r['dtype']:<10}{r['batch']:>5}{r['steps']:>6}"
+            f"{r['images']:>7}{r['plain']:>13.4f}{r['ours']:>12.4f}{r['ratio']:>10.2f}x"
+        )
         print(line + (f"  {r['bound']:>9.1%}" if r["bound"] is not None else ""))
-    print("plain = DiffusionPipeline float32, 1 prompt/call, PIL + PNG save; "
-          f"wall {time.perf_counter() - started:.0f}s")
+    print(
+        f"plain = DiffusionPipeline float32, 1 prompt/call, PIL + PNG save; wall {time.perf_counter() - started:.0f}s"
+    )
     print(f"load average at the end: {_load()}")
     print(f"command: {command}")
     return 0

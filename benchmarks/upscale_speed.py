@@ -54,8 +54,9 @@ def build(name: str, path: Path) -> None:
         from spandrel.architectures.ESRGAN import ESRGAN
 
         fold = 4 if scale == 2 else 1  # x2plus folds 2x2 pixels into channels first
-        net = ESRGAN(in_nc=3 * fold, out_nc=3, num_filters=64, num_blocks=23, scale=4,
-                     shuffle_factor=2 if scale == 2 else None)
+        net = ESRGAN(
+            in_nc=3 * fold, out_nc=3, num_filters=64, num_blocks=23, scale=4, shuffle_factor=2 if scale == 2 else None
+        )
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
 
 
@@ -105,8 +106,9 @@ class Plain:
 class Ours:
     label = "ours"
 
-    def __init__(self, weights: Path, sources: list[Path], size: int, scale: int, out: Path, dtype: str,
-                 batch: str, tile: int):
+    def __init__(
+        self, weights: Path, sources: list[Path], size: int, scale: int, out: Path, dtype: str, batch: str, tile: int
+    ):
         from gallery.project import open_project
 
         self.project, self.sources = out / "ours", sources
@@ -118,7 +120,8 @@ class Ours:
             f"render: {{model: bench/not-loaded, width: {size}, height: {size}, samples: 1, dtype: {dtype}}}\n"
             f"axes: {{picture: {{{options}}}}}\n"
             f"upscale: {{upscaler: esrgan, model: {weights}, factor: {scale}, batch_size: {batch}, tile: {tile}}}\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         self.plan = open_project(prompts).plan
         self.config = self.plan.config
         self.used: dict = {}
@@ -150,8 +153,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=None, help="the source pictures' side (default: the workload's)")
     parser.add_argument("--images", type=int, default=None, help="per side and repeat (default: CPU 4, GPU 64)")
     parser.add_argument("--repeats", type=int, default=None, help="default: 1 on CPU, 3 on GPU; the median is reported")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
-                        help="ours' dtype")
+    parser.add_argument(
+        "--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="ours' dtype"
+    )
     parser.add_argument("--batch", default="auto", help="ours' batch_size (tiles per call): auto or a number")
     parser.add_argument("--tile", type=int, default=512, help="ours' tile (0: whole pictures)")
     args = parser.parse_args()
@@ -164,8 +168,11 @@ def main() -> int:
     gpu = device == "cuda"
     scale, size = WORKLOADS[args.workload][0], args.size or WORKLOADS[args.workload][1]
     images, repeats = args.images or (64 if gpu else 4), args.repeats or (3 if gpu else 1)
-    where = (torch.cuda.get_device_name(0) if gpu
-             else f"CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    where = (
+        torch.cuda.get_device_name(0)
+        if gpu
+        else f"CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    )
     print(f"upscale speed: {where}; torch {torch.__version__}, spandrel {spandrel.__version__}")
     print(f"load average at start: {_load()}")
     work = Path(tempfile.mkdtemp(prefix="upscale-speed-"))
@@ -174,19 +181,25 @@ def main() -> int:
         build(args.workload, weights)
         sources = pictures(work / "sources", images, size)
         print(f"== {args.workload}: {size}px -> {size * scale}px, {images} pictures, {repeats} repeat(s)")
-        sides = [Plain(weights, sources, device, work),
-                 Ours(weights, sources, size, scale, work, args.dtype, args.batch, args.tile)]
+        sides = [
+            Plain(weights, sources, device, work),
+            Ours(weights, sources, size, scale, work, args.dtype, args.batch, args.tile),
+        ]
         measured = side_by_side(sides, repeats)
         plain, ours = statistics.median(measured["plain"]), statistics.median(measured["ours"])
         used = sides[1].used
         print(f"  plain float32: {', '.join(f'{x:.3f}' for x in measured['plain'])} img/s")
-        print(f"  ours  {used['dtype']}: {', '.join(f'{x:.3f}' for x in measured['ours'])} img/s; "
-              f"{used['tiles']} tile(s) per picture, up to {used['batch_size']} per call, {used['device']}")
+        print(
+            f"  ours  {used['dtype']}: {', '.join(f'{x:.3f}' for x in measured['ours'])} img/s; "
+            f"{used['tiles']} tile(s) per picture, up to {used['batch_size']} per call, {used['device']}"
+        )
         print(f"load average at end: {_load()}")
         print("\n| workload | device | ours dtype | pictures | plain img/s | ours img/s | ours/plain |")
         print("|---|---|---|---|---|---|---|")
-        print(f"{args.workload} | {where} | {used['dtype']} | {images} x {size}px | {plain:.3f} | {ours:.3f} | "
-              f"{ours / plain:.2f}x |")
+        print(
+            f"{args.workload} | {where} | {used['dtype']} | {images} x {size}px | {plain:.3f} | {ours:.3f} | "
+            f"{ours / plain:.2f}x |"
+        )
         print(f"\ncommand: {command}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -76,9 +76,13 @@ def draw(shape: str, colour: str, fill: str, background: str, rng: random.Random
 def _outline(shape: str, cx: float, cy: float, r: float, turn: float) -> list[tuple[float, float]]:
     def ring(radii: list[float], start: float) -> list[tuple[float, float]]:
         n = len(radii)
-        return [(cx + rr * math.cos(start + turn + 2 * math.pi * i / n),
-                 cy + rr * math.sin(start + turn + 2 * math.pi * i / n))
-                for i, rr in enumerate(radii)]
+        return [
+            (
+                cx + rr * math.cos(start + turn + 2 * math.pi * i / n),
+                cy + rr * math.sin(start + turn + 2 * math.pi * i / n),
+            )
+            for i, rr in enumerate(radii)
+        ]
 
     up = -math.pi / 2
     if shape == "circle":
@@ -91,8 +95,20 @@ def _outline(shape: str, cx: float, cy: float, r: float, turn: float) -> list[tu
         return ring([r * 1.1, r * 0.45] * 5, up)
     if shape == "cross":
         a, b = r, r * 0.36  # arm half-length, half-width
-        corners = [(b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a),
-                   (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b), (-b, -a)]
+        corners = [
+            (b, -a),
+            (b, -b),
+            (a, -b),
+            (a, b),
+            (b, b),
+            (b, a),
+            (-b, a),
+            (-b, b),
+            (-a, b),
+            (-a, -b),
+            (-b, -b),
+            (-b, -a),
+        ]
         c, s = math.cos(turn), math.sin(turn)
         return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in corners]
     raise ValueError(f"unknown shape {shape!r}")
@@ -130,10 +146,19 @@ class ShapeClassifier:
 
         self.torch = torch
         self.net = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
             nn.Linear(64, len(SHAPES)),
         )
         if weights:
@@ -147,10 +172,12 @@ class ShapeClassifier:
         """Pictures -> a batch, grey-level relative to the corner colour so that colour and background do not matter."""
         import torch
 
-        arrays = np.stack([np.asarray(im.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32) / 255.0
-                           for im in images])
-        corners = np.concatenate([arrays[:, :4, :4], arrays[:, :4, -4:], arrays[:, -4:, :4], arrays[:, -4:, -4:]],
-                                 axis=1)
+        arrays = np.stack(
+            [np.asarray(im.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32) / 255.0 for im in images]
+        )
+        corners = np.concatenate(
+            [arrays[:, :4, :4], arrays[:, :4, -4:], arrays[:, -4:, :4], arrays[:, -4:, -4:]], axis=1
+        )
         background = np.median(corners.reshape(len(images), -1, 3), axis=1)[:, None, None, :]
         return torch.from_numpy((arrays - background).transpose(0, 3, 1, 2).copy())
 

@@ -95,8 +95,11 @@ def draw_dataset(count: int):
         images[i] = np.asarray(shapes.draw(shape, colour, fill, background, rng))
         labels.append(shapes.SHAPES.index(shape))
         # Prompts may leave out the fill or the background; the model then chooses.
-        captions.append(shapes.caption(shape, colour, fill if rng.random() < 0.85 else None,
-                                       background if rng.random() < 0.5 else None))
+        captions.append(
+            shapes.caption(
+                shape, colour, fill if rng.random() < 0.85 else None, background if rng.random() < 0.5 else None
+            )
+        )
     print(f"drew {count} images", flush=True)
     return images, torch.tensor(labels), captions
 
@@ -139,9 +142,16 @@ def build_vae():
 
     # Three levels: 64x64 pixels -> 16x16x4 latents (a scale of 4; real models use 8 on 512px).
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=shapes.SIZE,
-        block_out_channels=(16, 32, 32), layers_per_block=1, norm_num_groups=8, mid_block_add_attention=False,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=shapes.SIZE,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        mid_block_add_attention=False,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
     )
 
 
@@ -167,8 +177,9 @@ def train_vae(images: np.ndarray, steps: int, batch: int):
 
 @torch.no_grad()
 def encode(vae, images: np.ndarray) -> torch.Tensor:
-    latents = torch.cat([vae.encode(to_tensor(images[i : i + 256])).latent_dist.mode()
-                         for i in range(0, len(images), 256)])
+    latents = torch.cat(
+        [vae.encode(to_tensor(images[i : i + 256])).latent_dist.mode() for i in range(0, len(images), 256)]
+    )
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     print(f"latents {tuple(latents.shape)}, scaling factor {vae.config.scaling_factor:.4f}", flush=True)
     return latents * vae.config.scaling_factor
@@ -184,22 +195,36 @@ def build_text_encoder():
     from transformers import CLIPTextConfig, CLIPTextModel
 
     # Small, but with the full CLIP vocabulary so that any prompt tokenises as it would for SD.
-    return CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=2,
-        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    ))
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=64,
+            intermediate_size=256,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
 
 
 def build_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
         block_out_channels=(32, 64, 64),  # sized to train in about half an hour on 2 CPU cores
         # The prompt is read where the picture is 8x8 and 4x4: enough for a shape and its colour.
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64, attention_head_dim=8, norm_num_groups=32,
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=32,
     )
 
 
@@ -214,8 +239,11 @@ def train_unet(latents: torch.Tensor, captions: list[str], tokenizer, steps: int
     unet, text_encoder = build_unet().train(), build_text_encoder().train()
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     scheduler = noise_scheduler()
-    print(f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters, text encoder "
-          f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f}M", flush=True)
+    print(
+        f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters, text encoder "
+        f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f}M",
+        flush=True,
+    )
     ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -254,9 +282,14 @@ def save(out: Path, vae, unet, text_encoder, tokenizer) -> None:
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        vae=vae.half(), text_encoder=text_encoder.half(), tokenizer=tokenizer, unet=unet.half(),
+        vae=vae.half(),
+        text_encoder=text_encoder.half(),
+        tokenizer=tokenizer,
+        unet=unet.half(),
         scheduler=DPMSolverMultistepScheduler.from_config(noise_scheduler().config, steps_offset=1),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gallery.errors import RenderError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Item = TypeVar("Item")
 
@@ -27,8 +30,11 @@ class Stored(Generic[Item]):
     rejected: list[tuple[Item, str]] = field(default_factory=list)  # items not cached, and why
 
 
-def store_good(batches: Iterable[tuple[Sequence[Item], Sequence, dict]],
-               store: Callable[[Item, object, dict], None], progress=None) -> Stored[Item]:
+def store_good(
+    batches: Iterable[tuple[Sequence[Item], Sequence, dict]],
+    store: Callable[[Item, Image.Image, dict], None],
+    progress=None,
+) -> Stored[Item]:
     """For each (items, float arrays, made) of `batches`: turn each good array into a picture and hand
     it to `store(item, picture, made)` in a writer thread (PNG encoding overlaps the next model call);
     report a NaN or black one instead. `made` (how the batch was made) holds its `batch_size`."""
@@ -66,8 +72,9 @@ def _drain(pending: list[Future], *, block: bool) -> list[Future]:
     return still
 
 
-def in_batches(items: Sequence, batch: int, call: Callable, warn: Callable[[str], None], what: str,
-               at_one: str) -> Iterator[tuple[Sequence, Any, float]]:
+def in_batches(
+    items: Sequence, batch: int, call: Callable, warn: Callable[[str], None], what: str, at_one: str
+) -> Iterator[tuple[Sequence, Any, float]]:
     """(chunk, call(chunk), seconds) for `items` in chunks of `batch`. Out of GPU memory halves the
     chunk that failed (rounding up; a last chunk may be smaller than `batch`, so halving `batch`
     could try the same chunk again) and goes on; at one item it is a RenderError saying `at_one`."""
@@ -100,8 +107,9 @@ _OUT_OF_MEMORY = object()
 def is_out_of_memory(err: BaseException) -> bool:
     import torch
 
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
+    oom_types = tuple(
+        t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t
+    )
     return isinstance(err, oom_types) or "out of memory" in str(err).lower()
 
 

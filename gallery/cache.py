@@ -14,9 +14,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -62,15 +62,21 @@ class Cache:
 
     def put(self, key: str, png: bytes, sidecar: dict) -> None:
         """Store an entry; the sidecar gets the PNG's SHA-256 and size, which `whole_entries` and `check` read."""
-        sidecar = dict(sidecar, png={**sidecar.get("png", {}), "sha256": hashlib.sha256(png).hexdigest(),
-                                     "bytes": len(png)})
+        sidecar = dict(
+            sidecar, png={**sidecar.get("png", {}), "sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png)}
+        )
         try:
             atomic_write_bytes(self.png_path(key), png, durable=True)
-            atomic_write_bytes(self.sidecar_path(key), (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
-                               .encode("utf-8"), durable=True)
+            atomic_write_bytes(
+                self.sidecar_path(key),
+                (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+                durable=True,
+            )
         except OSError as err:  # disk full, read-only, permissions: the temp file is already gone
-            raise CacheWriteError(f"cannot write to the cache at {self.root}: {err.strerror or err}. Free space or "
-                                  "fix permissions and run again; every image finished before this is kept") from None
+            raise CacheWriteError(
+                f"cannot write to the cache at {self.root}: {err.strerror or err}. Free space or "
+                "fix permissions and run again; every image finished before this is kept"
+            ) from None
 
     def sidecar(self, key: str) -> dict:
         return json.loads(self.sidecar_path(key).read_text(encoding="utf-8"))

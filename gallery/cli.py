@@ -17,8 +17,9 @@ from gallery.plan import Plan
 from gallery.project import open_project
 
 # What follows a render on many processes: one process fills any gap, upscales, writes the site.
-NEXT_AFTER_MANY = ("`gallery build` once (one process): it renders what a failed process left, upscales, "
-                   "and writes the site")
+NEXT_AFTER_MANY = (
+    "`gallery build` once (one process): it renders what a failed process left, upscales, and writes the site"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,38 +50,68 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
-    for name, run, text in (("build", run_build, "render and upscale what is missing, then write the site (after "
-                                                 "rendering on many processes, the command to run next, once)"),
-                            ("render", run_render, "render (then upscale) what is missing into the cache; one of "
-                                                   "many processes renders only its share and upscales nothing")):
+    for name, run, text in (
+        (
+            "build",
+            run_build,
+            "render and upscale what is missing, then write the site (after "
+            "rendering on many processes, the command to run next, once)",
+        ),
+        (
+            "render",
+            run_render,
+            "render (then upscale) what is missing into the cache; one of "
+            "many processes renders only its share and upscales nothing",
+        ),
+    ):
         p = command(name, run, text)
         p.add_argument("-y", "--yes", action="store_true", help="render even a matrix larger than limits.max_images")
     site = command("site", run_site, "write the site from what is cached (renders and upscales nothing)")
     for p in (site, sub.choices["build"]):
-        p.add_argument("--into", metavar="PATH", type=Path,
-                       help="write only the gallery (page, includes, script, style, images) into an existing "
-                            "Jekyll/al-folio site at PATH, instead of the standalone site/")
-    command("verify", run_verify, "check every cached image of the plan in full; set broken ones aside "
-                                  "(in the cache's quarantine/) so the next build renders them again")
-    prune = command("prune", run_prune, "remove cache entries that are no longer in the plan (a dry run unless "
-                                        "--delete)")
+        p.add_argument(
+            "--into",
+            metavar="PATH",
+            type=Path,
+            help="write only the gallery (page, includes, script, style, images) into an existing "
+            "Jekyll/al-folio site at PATH, instead of the standalone site/",
+        )
+    command(
+        "verify",
+        run_verify,
+        "check every cached image of the plan in full; set broken ones aside "
+        "(in the cache's quarantine/) so the next build renders them again",
+    )
+    prune = command(
+        "prune", run_prune, "remove cache entries that are no longer in the plan (a dry run unless --delete)"
+    )
     prune.add_argument("--delete", action="store_true", help="really delete them")
     pub = command("publish", run_publish, "build site/ with Jekyll and push it to the gh-pages branch")
     pub.add_argument("--remote", default="origin", help="git remote name or URL (default: origin)")
     pub.add_argument("--branch", default="gh-pages", help="branch to push (default: gh-pages)")
-    pub.add_argument("--baseurl", help="e.g. /repo for user.github.io/repo/ (default: site.baseurl, or guessed "
-                                       "from a github.com remote)")
-    pub.add_argument("--overwrite", action="store_true", help="replace files on the branch that no earlier publish "
-                                                              "wrote (every other file on it stays)")
-    pub.add_argument("--source-branch", action="store_true", help="publish even into a branch that holds your "
-                                                                  "sources (the remote's default, or the one checked out)")
-    schema = sub.add_parser("schema", help="print the JSON Schema of prompts.yaml, for editors",
-                            description="print the JSON Schema of prompts.yaml (editors validate and complete the "
-                                        "file as it is typed; see the README)")
+    pub.add_argument(
+        "--baseurl",
+        help="e.g. /repo for user.github.io/repo/ (default: site.baseurl, or guessed from a github.com remote)",
+    )
+    pub.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files on the branch that no earlier publish wrote (every other file on it stays)",
+    )
+    pub.add_argument(
+        "--source-branch",
+        action="store_true",
+        help="publish even into a branch that holds your sources (the remote's default, or the one checked out)",
+    )
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of prompts.yaml, for editors",
+        description="print the JSON Schema of prompts.yaml (editors validate and complete the "
+        "file as it is typed; see the README)",
+    )
     schema.add_argument("-o", "--output", type=Path, help="write it to this file instead")
     schema.set_defaults(run=run_schema)
     serve = command("serve", run_serve, "preview the page from site/ on http://127.0.0.1:PORT (no Jekyll needed)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="0 to 65535 (default 8000; 0: any free one)")
     return parser
 
 
@@ -95,16 +126,17 @@ def run_plan(args) -> int:
     jobs = plan.jobs
     cached = len(cache.whole_entries(j.key for j in jobs))
     axes = " x ".join(f"{len(a.options)} {a.label.lower()}" for a in config.axes)
-    print(f"{config.source}: {axes} = {len(plan.cells)} cells x {config.runtime.samples} samples "
-          f"= {len(jobs)} images")
+    print(f"{config.source}: {axes} = {len(plan.cells)} cells x {config.runtime.samples} samples = {len(jobs)} images")
     pictures = {c.picture for c in plan.cells}
     for p in sorted(pictures, key=repr):
-        print(f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, guidance {p.guidance:g}, "
-              f"{p.width}x{p.height}" + (f", negative prompt: {p.negative_prompt!r}" if p.negative_prompt else ""))
+        print(
+            f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, guidance {p.guidance:g}, "
+            f"{p.width}x{p.height}" + (f", negative prompt: {p.negative_prompt!r}" if p.negative_prompt else "")
+        )
     print(f"  cached: {cached}   to render: {len(jobs) - cached}")
     if plan.upscales:
         upscaled = len(cache.whole_entries(u.key for u in plan.upscales.values()))
-        print(f"  upscale: {config.upscale.label}; cached: {upscaled}   to upscale: {len(plan.upscales) - upscaled}")
+        print(f"  upscale: {_upscaler(config)}; cached: {upscaled}   to upscale: {len(plan.upscales) - upscaled}")
     print(f"  cache: {config.cache_dir}   site: {config.site_dir}")
     return 0
 
@@ -138,8 +170,10 @@ def run_build(args) -> int:
     from gallery.workers import this_process
 
     if not this_process().alone:
-        raise GalleryError("`gallery build` runs as one process; render on many with "
-                           f"`accelerate launch ... -m gallery render`, then run {NEXT_AFTER_MANY}")
+        raise GalleryError(
+            "`gallery build` runs as one process; render on many with "
+            f"`accelerate launch ... -m gallery render`, then run {NEXT_AFTER_MANY}"
+        )
     _check_into(args.into)  # before rendering, not after it
     config, plan, cache, memo = _load(args)
     entries = cache.whole_entries(plan.keys)
@@ -154,7 +188,7 @@ def run_build(args) -> int:
 def run_verify(args) -> int:
     from gallery.plan import recipe_key
 
-    config, plan, cache, _ = _load(args)
+    _, plan, cache, _ = _load(args)
     entries = [(job, job.key, "") for job in plan.jobs]
     entries += [(u.source, u.key, " (upscaled)") for u in plan.upscales.values()]
     with cache.locked(on_wait=_say_waiting):
@@ -173,7 +207,7 @@ def run_verify(args) -> int:
 
 
 def run_prune(args) -> int:
-    config, plan, cache, _ = _load(args)
+    _, plan, cache, _ = _load(args)
     with cache.locked(on_wait=_say_waiting):
         stale = sorted(cache.keys() - set(plan.keys))
         freed = 0
@@ -183,8 +217,10 @@ def run_prune(args) -> int:
             else:
                 freed += cache.entry_bytes(key)
     verb = "removed" if args.delete else "would remove"
-    print(f"prune: {verb} {len(stale)} entries no longer in the plan ({freed / 1e6:.1f} MB)"
-          + ("" if args.delete or not stale else "; run `gallery prune --delete` to do it"))
+    print(
+        f"prune: {verb} {len(stale)} entries no longer in the plan ({freed / 1e6:.1f} MB)"
+        + ("" if args.delete or not stale else "; run `gallery prune --delete` to do it")
+    )
     return 0
 
 
@@ -199,8 +235,15 @@ def run_publish(args) -> int:
     if not (config.site_dir / "_config.yml").is_file():
         raise GalleryError(f"{config.site_dir} has no site yet; run `gallery build` first")
     baseurl = args.baseurl if args.baseurl is not None else (config.site.baseurl or None)
-    publish(config.site_dir, remote=args.remote, branch=args.branch, repo_dir=config.source.resolve().parent,
-            baseurl=baseurl, overwrite=args.overwrite, source_branch=args.source_branch)
+    publish(
+        config.site_dir,
+        remote=args.remote,
+        branch=args.branch,
+        repo_dir=config.source.resolve().parent,
+        baseurl=baseurl,
+        overwrite=args.overwrite,
+        source_branch=args.source_branch,
+    )
     return 0
 
 
@@ -222,8 +265,14 @@ def run_serve(args) -> int:
     page = config.site_dir / "_projects" / f"{config.page.slug}.md"
     if not page.is_file():
         raise GalleryError(f"{page} does not exist yet; run `gallery build` (or `gallery site`) first")
-    server = serve(config.site_dir, config.page.slug, port=args.port)
-    host, port = server.server_address[:2]
+    try:
+        server = serve(config.site_dir, config.page.slug, port=args.port)
+    except OSError as err:  # the port is taken, or not ours to open
+        raise GalleryError(
+            f"cannot serve on 127.0.0.1:{args.port}: {err.strerror or err}; pass another --port, "
+            "e.g. --port 8001 (0 picks a free one)"
+        ) from None
+    host, port = server.socket.getsockname()[:2]
     print(f"serve: http://{host}:{port}/projects/{config.page.slug}/  (preview without Jekyll; Ctrl-C stops)")
     try:
         server.serve_forever()
@@ -242,9 +291,13 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict) 
         print(f"render: all {len(plan.jobs)} images are cached")
         return 0
     if len(missing) > config.max_images and not yes:
-        raise ConfigError(f"{len(missing)} images to render is more than limits.max_images ({config.max_images})",
-                          file=str(config.source), line=config.line("limits.max_images"), key="limits.max_images",
-                          hint="pass --yes to render them anyway, or raise limits.max_images")
+        raise ConfigError(
+            f"{len(missing)} images to render is more than limits.max_images ({config.max_images})",
+            file=str(config.source),
+            line=config.line("limits.max_images"),
+            key="limits.max_images",
+            hint="pass --yes to render them anyway, or raise limits.max_images",
+        )
     # Imported only now: a fully cached build never loads torch or diffusers.
     from tqdm import tqdm
 
@@ -260,15 +313,26 @@ def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict) 
             cache.clean_temp_files()  # left by a build that was killed mid-write
         missing = share.take(cache.missing(plan.jobs))  # another build may have rendered some
         who = "" if share.alone else f" (process {share.rank} of {share.world})"
-        print(f"render{who}: {len(missing)} of {len(plan.jobs)} images on {renderer.target.device} "
-              f"({renderer.target.dtype})", file=sys.stderr)
-        with tqdm(total=len(missing), unit="img", desc="render", dynamic_ncols=True, file=sys.stderr,
-                  disable=share.local_rank != 0) as bar:
+        print(
+            f"render{who}: {len(missing)} of {len(plan.jobs)} images on {renderer.target.device} "
+            f"({renderer.target.dtype})",
+            file=sys.stderr,
+        )
+        with tqdm(
+            total=len(missing),
+            unit="img",
+            desc="render",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            disable=share.local_rank != 0,
+        ) as bar:
             report = renderer.render(missing, cache, progress=bar)
     rate = report.rendered / report.seconds if report.seconds else 0.0
-    print(f"render: {report.rendered} images in {_duration(report.seconds)} ({rate:.2f} img/s, "
-          f"batch up to {report.batch_size}, {report.device}, {report.dtype}); "
-          f"{len(plan.jobs) - report.rendered} were cached")
+    print(
+        f"render: {report.rendered} images in {_duration(report.seconds)} ({rate:.2f} img/s, "
+        f"batch up to {report.batch_size}, {report.device}, {report.dtype}); "
+        f"{len(plan.jobs) - report.rendered} were cached"
+    )
     entries.update(cache.whole_entries(job.key for job in missing))
     return _report_unusable("render", report.rejected)
 
@@ -292,26 +356,32 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
 
     from gallery.upscale import stage
 
-    todo = stage.missing(plan, entries)
-    if not todo:
+    if not stage.missing(plan, entries):
         return 0
     started = time.perf_counter()
     with cache.locked(on_wait=_say_waiting):
+        # what another build upscaled while this one waited for the lock is done
+        entries.update(cache.whole_entries(u.key for u in plan.upscales.values()))
+        todo = stage.missing(plan, entries)
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            rejected = stage.run(plan, cache, todo, bar)
+            rejected = stage.run(plan, cache, todo, bar) if todo else []
     entries.update(cache.whole_entries(u.key for u in todo))
-    print(f"upscale: {len(todo)} images ({plan.config.upscale.label}) in {_duration(time.perf_counter() - started)}")
+    print(f"upscale: {len(todo)} images ({_upscaler(plan.config)}) in {_duration(time.perf_counter() - started)}")
     return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])
 
 
 def _report_unusable(stage: str, rejected: list) -> int:
     """Name each image a stage refused to cache (NaN, black), by its source job; return how many."""
     for job, fault in rejected:
-        print(f"{stage}: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}",
-              file=sys.stderr)
+        print(
+            f"{stage}: NOT cached: {'/'.join(job.cell)} sample {job.sample} (seed {job.seed}): {fault}", file=sys.stderr
+        )
     if rejected:
-        print(f"{stage}: {len(rejected)} images came out unusable and were not cached; the page leaves them out, "
-              "and the next build tries them again", file=sys.stderr)
+        print(
+            f"{stage}: {len(rejected)} images came out unusable and were not cached; the page leaves them out, "
+            "and the next build tries them again",
+            file=sys.stderr,
+        )
     return len(rejected)
 
 
@@ -324,19 +394,47 @@ def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None, en
     from gallery.site import build_site
 
     started = time.perf_counter()
-    report = build_site(plan, cache, into, standalone=into is None, entries=entries, on_wait=lambda: print(
-        "another site stage is writing this site; waiting for it to finish...", file=sys.stderr))
-    print(f"site: {report.images} images on the page ({report.converted} converted), {report.files_written} "
-          f"files written, {report.files_removed} removed, in {_duration(time.perf_counter() - started)} "
-          f"-> {into or config.site_dir}")
+    report = build_site(
+        plan,
+        cache,
+        into,
+        standalone=into is None,
+        entries=entries,
+        on_wait=lambda: print("another site stage is writing this site; waiting for it to finish...", file=sys.stderr),
+    )
+    print(
+        f"site: {report.images} images on the page ({report.converted} converted), {report.files_written} "
+        f"files written, {report.files_removed} removed, in {_duration(time.perf_counter() - started)} "
+        f"-> {into or config.site_dir}"
+    )
     if report.missing:
         print(f"site: {report.missing} planned images are not rendered yet; `gallery build` renders them")
     if report.not_upscaled:
-        print(f"site: {report.not_upscaled} rendered images are not upscaled yet ({config.upscale.label}), so the page "
-              "leaves them out; `gallery build` upscales them")
+        print(
+            f"site: {report.not_upscaled} rendered images are not upscaled yet ({_upscaler(config)}), so the page "
+            "leaves them out; `gallery build` upscales them"
+        )
     if report.refused:
-        print(f"site: {report.refused} cached images do not match their sidecar and were left out; "
-              "run `gallery verify`, then `gallery build`", file=sys.stderr)
+        print(
+            f"site: {report.refused} cached images do not match their sidecar and were left out; "
+            "run `gallery verify`, then `gallery build`",
+            file=sys.stderr,
+        )
+
+
+def _upscaler(config: Config) -> str:
+    return config.upscale.label if config.upscale else "none"
+
+
+def _port(text: str) -> int:
+    """A TCP port for --port: 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0 to 65535 (0 picks a free one)")
+    return port
 
 
 def _duration(seconds: float) -> str:
@@ -349,5 +447,3 @@ def _duration(seconds: float) -> str:
 
 def console_script() -> None:
     sys.exit(main())
-
-

@@ -16,8 +16,22 @@ from typing import Any
 
 from gallery import schedulers
 from gallery.errors import ConfigError
-from gallery.settings import (BY_NAME, PIPELINE, RESERVED_NAMES, SAFE_KEY, SECTIONS, TEXTLIKE, UPSCALERS, WEIGHTS_SUFFIXES, Text,
-                              Upscaler, got, kind_of, names, quoted)
+from gallery.settings import (
+    BY_NAME,
+    PIPELINE,
+    RESERVED_NAMES,
+    SAFE_KEY,
+    SECTIONS,
+    TEXTLIKE,
+    UPSCALERS,
+    WEIGHTS_SUFFIXES,
+    Text,
+    Upscaler,
+    got,
+    kind_of,
+    names,
+    quoted,
+)
 from gallery.yamlsource import Located, dotted, load_yaml
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -133,7 +147,7 @@ class Upscale:
 
     @property
     def is_local(self) -> bool:
-        return bool(self.model) and self.model.startswith("/")
+        return self.model is not None and self.model.startswith("/")
 
     @property
     def model_name(self) -> str | None:
@@ -175,8 +189,9 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     display = str(path)
     if not path.is_file():
-        raise ConfigError("file not found", file=display,
-                          hint="run from the folder that holds prompts.yaml, or pass --config PATH")
+        raise ConfigError(
+            "file not found", file=display, hint="run from the folder that holds prompts.yaml, or pass --config PATH"
+        )
     try:
         located = load_yaml(path)
         return _Reader(located, path.resolve().parent).config(path)
@@ -231,8 +246,11 @@ class _Reader:
         checked by its declared kind. Special ones are left to the caller, which knows their context;
         keys of other places (`section` was checked before) are left out."""
         settings = BY_NAME[place]
-        return {key: settings[key].kind.read(value, _At(self, path + (key,))) for key, value in section.items()
-                if value is not None and key in settings and not settings[key].special}
+        return {
+            key: settings[key].kind.read(value, _At(self, path + (key,)))
+            for key, value in section.items()
+            if value is not None and key in settings and not settings[key].special
+        }
 
     def text(self, section: dict, key: str, path: tuple, *, empty_ok: bool = True) -> str | None:
         """A text value of a special setting (model, scheduler ...), or None where absent."""
@@ -249,8 +267,11 @@ class _Reader:
         if self.doc.data is None:
             raise self.fail((), "the file is empty", "list at least one axis under 'axes:' (see the README)")
         if not isinstance(self.doc.data, dict):
-            raise self.fail((), f"the file must be a mapping (axes:, render:, ...), got {kind_of(self.doc.data)}",
-                            "start with 'axes:' at the beginning of a line (see the README)")
+            raise self.fail(
+                (),
+                f"the file must be a mapping (axes:, render:, ...), got {kind_of(self.doc.data)}",
+                "start with 'axes:' at the beginning of a line (see the README)",
+            )
         top = self.mapping(self.doc.data, (), TOP_KEYS, "sections")
         if "axes" not in top:
             raise self.fail((), "missing 'axes'", "list at least one axis, e.g. axes: {subject: {cat: a cat}}")
@@ -259,8 +280,11 @@ class _Reader:
         render = self.section("render", top.get("render"), ("render",), "render settings")
         picture = self.picture(render, ("render",), None)
         axes = tuple(
-            Axis(a.name, a.label, tuple(
-                Option(o.key, o.label, o.prompt, self.overrides(a.name, o.key, picture)) for o in a.options))
+            Axis(
+                a.name,
+                a.label,
+                tuple(Option(o.key, o.label, o.prompt, self.overrides(a.name, o.key, picture)) for o in a.options),
+            )
             for a in axes
         )
         runtime = self.runtime(render)
@@ -293,13 +317,21 @@ class _Reader:
         if not config.upscale or not config.upscale.factor:
             return
         sides = [config.picture.width, config.picture.height]
-        sides += [value for axis in config.axes for option in axis.options for key, value in option.overrides
-                  if key in ("width", "height")]
+        sides += [
+            value
+            for axis in config.axes
+            for option in axis.options
+            for key, value in option.overrides
+            if key in ("width", "height")
+        ]
         largest = max(sides) * config.upscale.factor
         if largest > WEBP_MAX_SIDE:
-            raise self.fail(("upscale", "factor"), f"{max(sides)}px upscaled {config.upscale.factor}x is {largest}px, "
-                                                   f"more than the {WEBP_MAX_SIDE}px a side the page's WebP copies hold",
-                            "use a smaller factor, or size: (the long side in pixels) instead")
+            raise self.fail(
+                ("upscale", "factor"),
+                f"{max(sides)}px upscaled {config.upscale.factor}x is {largest}px, "
+                f"more than the {WEBP_MAX_SIDE}px a side the page's WebP copies hold",
+                "use a smaller factor, or size: (the long side in pixels) instead",
+            )
 
     def axes(self, value: Any) -> tuple[Axis, ...]:
         axes_map = self.mapping(value, ("axes",), None, "axes")
@@ -310,6 +342,7 @@ class _Reader:
         for name, axis_value in axes_map.items():
             path = ("axes", name)
             self.safe_key(name, path, seen_lower, "axis name")
+            options_path: tuple
             if isinstance(axis_value, dict) and "options" in axis_value:
                 section = self.mapping(axis_value, path, ("label", "options"), "axis settings")
                 options_value = section["options"]
@@ -325,8 +358,11 @@ class _Reader:
         if value is None or value == {} or value == []:
             raise self.fail(path, "this axis has no options", "list at least one option: key: prompt text")
         if isinstance(value, list):
-            raise self.fail(path, "options must be a mapping of key: prompt text, not a list",
-                            "write each option as `key: prompt text` (the key names it in file names and URLs)")
+            raise self.fail(
+                path,
+                "options must be a mapping of key: prompt text, not a list",
+                "write each option as `key: prompt text` (the key names it in file names and URLs)",
+            )
         options_map = self.mapping(value, path, None, "options")
         seen_lower: dict[str, str] = {}
         result = []
@@ -340,8 +376,9 @@ class _Reader:
                     raise self.fail(opath, "missing 'prompt'", "give the prompt text this option adds")
                 label = self.text(section, "label", opath, empty_ok=False) or prompt.strip() or key
                 # checked once the defaults are known (see overrides())
-                overrides = self.section("option", section.get("render"), opath + ("render",),
-                                         "render settings an option may change")
+                overrides = self.section(
+                    "option", section.get("render"), opath + ("render",), "render settings an option may change"
+                )
                 self.raw_overrides[(axis, key)] = (overrides, opath + ("render",))
                 result.append(Option(key, label, prompt))
             elif isinstance(option_value, TEXTLIKE) and not isinstance(option_value, bool):
@@ -355,14 +392,23 @@ class _Reader:
 
     def safe_key(self, key: str, path: tuple, seen_lower: dict[str, str], what: str) -> None:
         if key.lower() in RESERVED_NAMES:
-            raise self.fail(path, f"{what} {quoted(key)} is a name Windows reserves; a checkout of the site there "
-                                  "would fail", f"rename it, e.g. {key}_")
+            raise self.fail(
+                path,
+                f"{what} {quoted(key)} is a name Windows reserves; a checkout of the site there would fail",
+                f"rename it, e.g. {key}_",
+            )
         if not SAFE_KEY.fullmatch(key):
-            raise self.fail(path, f"{what} {quoted(key)} is not safe for file names and URLs",
-                            "use letters A-Z, digits, '_' and '-' (at most 64, starting with a letter or digit)")
+            raise self.fail(
+                path,
+                f"{what} {quoted(key)} is not safe for file names and URLs",
+                "use letters A-Z, digits, '_' and '-' (at most 64, starting with a letter or digit)",
+            )
         if key.lower() in seen_lower:
-            raise self.fail(path, f"{what} {quoted(key)} clashes with {quoted(seen_lower[key.lower()])} "
-                                  "on case-insensitive file systems", "rename one of them")
+            raise self.fail(
+                path,
+                f"{what} {quoted(key)} clashes with {quoted(seen_lower[key.lower()])} on case-insensitive file systems",
+                "rename one of them",
+            )
         seen_lower[key.lower()] = key
 
     def prompt_template(self, top: dict, axes: tuple[Axis, ...]) -> str | None:
@@ -373,8 +419,11 @@ class _Reader:
         try:
             fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
         except ValueError as err:
-            raise self.fail(("prompt",), f"bad template: {err}", "write axis names in braces: '{subject} {style}'; "
-                                                                 "double a literal brace: '{{'") from None
+            raise self.fail(
+                ("prompt",),
+                f"bad template: {err}",
+                "write axis names in braces: '{subject} {style}'; double a literal brace: '{{'",
+            ) from None
         for name, spec, conv in fields:
             if name not in names_:
                 close = difflib.get_close_matches(name, sorted(names_), n=1)
@@ -382,8 +431,11 @@ class _Reader:
                 raise self.fail(("prompt",), f"{quoted('{' + name + '}')} is not an axis", hint)
             if spec or conv:
                 written = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
-                raise self.fail(("prompt",), f"{quoted(written)} may not have a '!' conversion or ':' format spec",
-                                f"write just {quoted('{' + name + '}')}; double a literal brace: '{{{{'")
+                raise self.fail(
+                    ("prompt",),
+                    f"{quoted(written)} may not have a '!' conversion or ':' format spec",
+                    f"write just {quoted('{' + name + '}')}; double a literal brace: '{{{{'",
+                )
         return template
 
     # -- render ----------------------------------------------------------------------------
@@ -412,37 +464,56 @@ class _Reader:
         values = _with_defaults("render", self.given("render", render, ("render",)))
         return Runtime(**{k: values[k] for k in RUNTIME_KEYS})
 
-    def model(self, section: dict, path: tuple, *, single_file: bool = True,
-              example: str = "CompVis/ldm-text2im-large-256") -> str:
+    def model(
+        self, section: dict, path: tuple, *, single_file: bool = True, example: str = "CompVis/ldm-text2im-large-256"
+    ) -> str:
         """A hub id or a local diffusers folder (or, where `single_file`, a .safetensors file)."""
         value = self.text(section, "model", path, empty_ok=False)
         assert value is not None  # the callers read it only where it is given
         mpath = path + ("model",)
         if value.endswith(PICKLE_SUFFIXES):
-            raise self.fail(mpath, f"{quoted(value)} is a pickle checkpoint, which can run code when loaded",
-                            "convert it to .safetensors (or a diffusers folder) and point model: at that")
-        kinds = "a diffusers folder (with model_index.json), a .safetensors file," if single_file else \
-            "a diffusers folder (with model_index.json)"
+            raise self.fail(
+                mpath,
+                f"{quoted(value)} is a pickle checkpoint, which can run code when loaded",
+                "convert it to .safetensors (or a diffusers folder) and point model: at that",
+            )
+        kinds = (
+            "a diffusers folder (with model_index.json), a .safetensors file,"
+            if single_file
+            else "a diffusers folder (with model_index.json)"
+        )
         looks_local = value.startswith((".", "/", "~")) or value.endswith(".safetensors")
         candidate = self.local(value)
         if looks_local or _exists(candidate):
             if candidate is None or not _exists(candidate):
-                raise self.fail(mpath, f"no such file or folder: {quoted(candidate or value)}",
-                                f"give {kinds} or a hub id like '{example}'")
+                raise self.fail(
+                    mpath,
+                    f"no such file or folder: {quoted(candidate or value)}",
+                    f"give {kinds} or a hub id like '{example}'",
+                )
             try:  # a folder we may not read
                 if candidate.is_dir() and not (candidate / "model_index.json").is_file():
-                    raise self.fail(mpath, f"{quoted(candidate)} is not a diffusers folder (no model_index.json)",
-                                    "point model: at the folder that `save_pretrained` wrote")
+                    raise self.fail(
+                        mpath,
+                        f"{quoted(candidate)} is not a diffusers folder (no model_index.json)",
+                        "point model: at the folder that `save_pretrained` wrote",
+                    )
                 if not candidate.is_dir() and (candidate.suffix != ".safetensors" or not single_file):
-                    raise self.fail(mpath, f"{quoted(candidate)} is not " + (
-                        "a .safetensors file" if single_file else "a folder"), f"give {kinds} or a hub id")
+                    raise self.fail(
+                        mpath,
+                        f"{quoted(candidate)} is not " + ("a .safetensors file" if single_file else "a folder"),
+                        f"give {kinds} or a hub id",
+                    )
             except OSError as err:
                 raise self.fail(mpath, f"cannot read {quoted(candidate)}: {err.strerror}") from None
             return str(candidate)
         if not HUB_ID.fullmatch(value) or ".." in value:
-            raise self.fail(mpath, f"{quoted(value)} is neither a hub id nor an existing path",
-                            "a hub id looks like 'owner/name'; a local model is "
-                            + ("a folder or a .safetensors file" if single_file else "a diffusers folder"))
+            raise self.fail(
+                mpath,
+                f"{quoted(value)} is neither a hub id nor an existing path",
+                "a hub id looks like 'owner/name'; a local model is "
+                + ("a folder or a .safetensors file" if single_file else "a diffusers folder"),
+            )
         return value
 
     def local(self, value: str) -> Path | None:
@@ -458,8 +529,11 @@ class _Reader:
         choice = schedulers.resolve(value)
         if choice is None:
             close = difflib.get_close_matches(value.lower(), list(schedulers.KNOWN), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(schedulers.KNOWN)}, or a " \
-                                                                "diffusers class name such as DDIMScheduler"
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else f"known: {', '.join(schedulers.KNOWN)}, or a diffusers class name such as DDIMScheduler"
+            )
             raise self.fail(path + ("scheduler",), f"unknown scheduler {quoted(value)}", hint)
         return choice.name
 
@@ -474,8 +548,11 @@ class _Reader:
         value = self.text(section, "pipeline", path, empty_ok=False)
         assert value is not None
         if not PIPELINE.fullmatch(value):
-            raise self.fail(path + ("pipeline",), f"{quoted(value)} is not a diffusers pipeline class name",
-                            "use 'auto' (read from the model) or a class such as StableDiffusionXLPipeline")
+            raise self.fail(
+                path + ("pipeline",),
+                f"{quoted(value)} is not a diffusers pipeline class name",
+                "use 'auto' (read from the model) or a class such as StableDiffusionXLPipeline",
+            )
         return value
 
     # -- upscale ---------------------------------------------------------------------------
@@ -484,20 +561,27 @@ class _Reader:
         section = self.section("upscale", value, path, "upscale settings")
         written = section.get("upscaler")
         if isinstance(written, str) and "esrgan" in written.lower() and written.lower() not in UPSCALERS:
-            raise self.fail(path + ("upscaler",), f"unknown upscaler {quoted(written.lower())}",
-                            f"available: none, {', '.join(UPSCALERS)}; for Real-ESRGAN write upscaler: esrgan, "
-                            "with model: its .pth or .safetensors file")
+            raise self.fail(
+                path + ("upscaler",),
+                f"unknown upscaler {quoted(written.lower())}",
+                f"available: none, {', '.join(UPSCALERS)}; for Real-ESRGAN write upscaler: esrgan, "
+                "with model: its .pth or .safetensors file",
+            )
         name = self.given("upscale", {"upscaler": written}, path).get("upscaler", "none")
         if name == "none":
             if section and written is None:
-                raise self.fail(path, "upscale settings without an upscaler",
-                                f"add upscaler: (one of {', '.join(UPSCALERS)}), or write upscaler: none")
+                raise self.fail(
+                    path,
+                    "upscale settings without an upscaler",
+                    f"add upscaler: (one of {', '.join(UPSCALERS)}), or write upscaler: none",
+                )
             return None
         kind = UPSCALERS[name]
         for key in section:
             if key not in kind.settings:
-                raise self.fail(path + (key,), f"upscaler '{name}' takes no {key}",
-                                f"it takes: {', '.join(kind.settings)}")
+                raise self.fail(
+                    path + (key,), f"upscaler '{name}' takes no {key}", f"it takes: {', '.join(kind.settings)}"
+                )
         if "factor" in section and "size" in section:
             raise self.fail(path + ("size",), "give either factor or size, not both")
         values = {s.name: s.default_for(name) for s in BY_NAME["upscale"].values()}
@@ -508,8 +592,11 @@ class _Reader:
         if tile is not None and 0 < tile < 32:
             raise self.fail(path + ("tile",), "must be 0 (whole images) or at least 32 pixels")
         if tile and overlap is not None and overlap * 2 >= tile:
-            raise self.fail(path + ("tile_overlap",), f"must be less than half the tile ({tile})",
-                            f"e.g. tile_overlap: {min(32, tile // 4)}")
+            raise self.fail(
+                path + ("tile_overlap",),
+                f"must be less than half the tile ({tile})",
+                f"e.g. tile_overlap: {min(32, tile // 4)}",
+            )
         if kind.loader == "spandrel":
             values["model"] = self.weights(section, path, kind)
         elif kind.loader == "diffusers":
@@ -523,12 +610,13 @@ class _Reader:
             return kind.default_model
         if value.endswith(PICKLE_SUFFIXES + (".safetensors",)):
             pickle = value.endswith(PICKLE_SUFFIXES)
-            raise self.fail(path + ("model",),
-                            f"{quoted(value)} is a single weights file" + (" (a pickle, which can run code when "
-                                                                          "loaded)" if pickle else "")
-                            + f"; upscaler '{kind.name}' needs a diffusers folder or hub id",
-                            f"e.g. model: {kind.default_model}; for ESRGAN-family weights files write "
-                            "upscaler: esrgan")
+            raise self.fail(
+                path + ("model",),
+                f"{quoted(value)} is a single weights file"
+                + (" (a pickle, which can run code when loaded)" if pickle else "")
+                + f"; upscaler '{kind.name}' needs a diffusers folder or hub id",
+                f"e.g. model: {kind.default_model}; for ESRGAN-family weights files write upscaler: esrgan",
+            )
         return self.model(section, path, single_file=False, example=kind.default_model or "")
 
     def weights(self, section: dict, path: tuple, kind: Upscaler) -> str | None:
@@ -544,14 +632,23 @@ class _Reader:
             if candidate is None or not _exists(candidate):
                 raise self.fail(mpath, f"no such file: {quoted(candidate or value)}", f"give {kinds}")
             if candidate.is_dir():
-                raise self.fail(mpath, f"{quoted(candidate)} is a folder; upscaler '{kind.name}' needs one weights "
-                                       "file", f"give {kinds}")
+                raise self.fail(
+                    mpath,
+                    f"{quoted(candidate)} is a folder; upscaler '{kind.name}' needs one weights file",
+                    f"give {kinds}",
+                )
         elif not HUB_FILE.fullmatch(value) or ".." in value:
-            raise self.fail(mpath, f"{quoted(value)} is neither an existing file nor a file on the hub",
-                            f"give {kinds} (owner/repo, then the file's path in the repo)")
+            raise self.fail(
+                mpath,
+                f"{quoted(value)} is neither an existing file nor a file on the hub",
+                f"give {kinds} (owner/repo, then the file's path in the repo)",
+            )
         if not value.lower().endswith(WEIGHTS_SUFFIXES):
-            raise self.fail(mpath, f"{quoted(value)} is not a weights file upscaler '{kind.name}' reads",
-                            f"give {kinds}; ONNX and NCNN exports are not PyTorch weights")
+            raise self.fail(
+                mpath,
+                f"{quoted(value)} is not a weights file upscaler '{kind.name}' reads",
+                f"give {kinds}; ONNX and NCNN exports are not PyTorch weights",
+            )
         return str(candidate) if is_local else value
 
     # -- page, site, paths -----------------------------------------------------------------
@@ -570,15 +667,18 @@ class _Reader:
             return default
         chosen = self.mapping(value, path, tuple(a.name for a in axes), "axis: option key")
         cell = []
-        for axis, fallback in zip(axes, default):
+        for axis, fallback in zip(axes, default, strict=True):
             key = chosen.get(axis.name, fallback)
             if isinstance(key, TEXTLIKE) and not isinstance(key, bool):
                 key = self.as_written(path + (axis.name,), key)
             keys = [o.key for o in axis.options]
             if not isinstance(key, str) or key not in keys:
                 close = difflib.get_close_matches(str(key), keys, n=1)
-                raise self.fail(path + (axis.name,), f"{quoted(key)} is not an option of axis '{axis.name}'",
-                                f"did you mean '{close[0]}'?" if close else f"options: {', '.join(keys)}")
+                raise self.fail(
+                    path + (axis.name,),
+                    f"{quoted(key)} is not an option of axis '{axis.name}'",
+                    f"did you mean '{close[0]}'?" if close else f"options: {', '.join(keys)}",
+                )
             cell.append(key)
         return tuple(cell)
 

@@ -14,8 +14,15 @@ class ConfigError(GalleryError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 key: str | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ):
         self.message, self.file, self.line, self.key, self.hint = message, file, line, key, hint
         super().__init__(str(self))
 

@@ -27,10 +27,16 @@ def model_identities(models: set[tuple[str, str | None]], memo: Memo) -> dict[tu
 
 
 def local_fingerprint(path: Path, memo: Memo) -> str:
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        and p.suffix.lower() not in (".md", ".lock")
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and p.suffix.lower() not in (".md", ".lock")
+        )
     )
     outer = hashlib.sha256()
     for file in files:

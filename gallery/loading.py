@@ -53,8 +53,10 @@ def choose_target(runtime: Runtime, gpu_index: int = 0) -> Target:
         else:
             device = "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"render.device is '{device}' but PyTorch sees no CUDA GPU "
-                             f"(torch {torch.__version__}); set device: auto or cpu, or install a CUDA build")
+        raise ModelLoadError(
+            f"render.device is '{device}' but PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}); set device: auto or cpu, or install a CUDA build"
+        )
     dtype = runtime.dtype
     if dtype == "auto":
         if device.startswith("cuda"):
@@ -97,8 +99,10 @@ def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
         raise ModelLoadError(_explain_load_failure(picture, err)) from None
 
     if "prompt" not in inspect.signature(pipe.__call__).parameters:
-        raise ModelLoadError(f"{type(pipe).__name__} loaded from '{picture.model}' is not a text-to-image "
-                             "pipeline (its __call__ takes no prompt); choose a text-to-image model")
+        raise ModelLoadError(
+            f"{type(pipe).__name__} loaded from '{picture.model}' is not a text-to-image "
+            "pipeline (its __call__ takes no prompt); choose a text-to-image model"
+        )
     set_scheduler(pipe, picture, diffusers)
     pipe.set_progress_bar_config(disable=True)
     _place(pipe, target, runtime)
@@ -167,8 +171,12 @@ def _upscaler_index(upscale: Upscale, diffusers) -> tuple[Any, dict, bool]:
         raise ModelLoadError(
             f"upscale.model '{upscale.model}' is {f'a {found}' if found else 'not a diffusers pipeline'}, not the "
             f"{wanted} that upscaler '{upscale.upscaler}' needs"
-            + (f"; for this model write upscaler: {other}" if other else
-               f"; give a model such as {upscale.kind.default_model}"))
+            + (
+                f"; for this model write upscaler: {other}"
+                if other
+                else f"; give a model such as {upscale.kind.default_model}"
+            )
+        )
     return getattr(diffusers, wanted), config, local_only
 
 
@@ -181,26 +189,35 @@ def load_sr_model(upscale: Upscale, target: Target):
     try:
         import spandrel
     except ImportError as err:  # an optional extra: it brings torchvision, which must match the torch build
-        raise ModelLoadError(f"upscaler 'esrgan' needs spandrel ({err}): pip install 'prompt-gallery[esrgan]', "
-                             "after the torchvision that matches your torch") from None
+        raise ModelLoadError(
+            f"upscaler 'esrgan' needs spandrel ({err}): pip install 'prompt-gallery[esrgan]', "
+            "after the torchvision that matches your torch"
+        ) from None
     name = _model_of(upscale)
     state = _read_weights(_weights_path(upscale), name)
     try:
         model = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state))
     except spandrel.UnsupportedModelError:
-        raise ModelLoadError(f"upscale.model '{name}': spandrel {spandrel.__version__} does not recognise this "
-                             "network; give ESRGAN-family weights (Real-ESRGAN, BSRGAN ...) or another "
-                             "super-resolution model that spandrel supports") from None
+        raise ModelLoadError(
+            f"upscale.model '{name}': spandrel {spandrel.__version__} does not recognise this "
+            "network; give ESRGAN-family weights (Real-ESRGAN, BSRGAN ...) or another "
+            "super-resolution model that spandrel supports"
+        ) from None
     except Exception as err:  # a known architecture with unexpected shapes, a state dict of odd values ...
-        raise ModelLoadError(f"upscale.model '{name}' cannot be loaded: {type(err).__name__}: {err}"
-                             .splitlines()[0]) from None
+        raise ModelLoadError(
+            f"upscale.model '{name}' cannot be loaded: {type(err).__name__}: {err}".splitlines()[0]
+        ) from None
     arch = model.architecture.name
     if not isinstance(model, spandrel.ImageModelDescriptor) or model.purpose != "SR" or model.scale < 2:
-        raise ModelLoadError(f"upscale.model '{name}' is a model for {model.purpose} ({arch}, {model.scale}x), not "
-                             "a super-resolution model; give one that upscales, such as Real-ESRGAN x2 or x4")
+        raise ModelLoadError(
+            f"upscale.model '{name}' is a model for {model.purpose} ({arch}, {model.scale}x), not "
+            "a super-resolution model; give one that upscales, such as Real-ESRGAN x2 or x4"
+        )
     if model.input_channels != 3 or model.output_channels != 3:
-        raise ModelLoadError(f"upscale.model '{name}' ({arch}) works on {model.input_channels}-channel images; "
-                             "the gallery's pictures are RGB: give an RGB model")
+        raise ModelLoadError(
+            f"upscale.model '{name}' ({arch}) works on {model.input_channels}-channel images; "
+            "the gallery's pictures are RGB: give an RGB model"
+        )
     dtype = getattr(torch, target.dtype)
     if not {torch.float16: model.supports_half, torch.bfloat16: model.supports_bfloat16}.get(dtype, True):
         dtype = torch.float32
@@ -258,12 +275,15 @@ def _read_weights(path: str, name: str) -> dict:
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines()]
         why = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "")
-        raise ModelLoadError(f"upscale.model '{name}' is not a plain file of tensors, so torch's weights-only reader "
-                             f"refused it{f' ({why})' if why else ''}; it is never unpickled in full, which could "
-                             "run code in it. Get the weights as .safetensors, or from a source you trust") from None
+        raise ModelLoadError(
+            f"upscale.model '{name}' is not a plain file of tensors, so torch's weights-only reader "
+            f"refused it{f' ({why})' if why else ''}; it is never unpickled in full, which could "
+            "run code in it. Get the weights as .safetensors, or from a source you trust"
+        ) from None
     except Exception as err:  # a truncated download, a TorchScript archive, not weights at all ...
-        raise ModelLoadError(f"upscale.model '{name}' is not a readable weights file: {type(err).__name__}: {err}"
-                             .splitlines()[0]) from None
+        raise ModelLoadError(
+            f"upscale.model '{name}' is not a readable weights file: {type(err).__name__}: {err}".splitlines()[0]
+        ) from None
     if not isinstance(state, dict):
         raise ModelLoadError(f"upscale.model '{name}' holds a {type(state).__name__}, not a state dict of tensors")
     return state
@@ -280,8 +300,7 @@ def _model_index(model: Picture | Upscale, diffusers, setting: str) -> tuple[dic
                 raise ModelLoadError(_offline_message(model, setting))
             local_only = True
     try:
-        config = diffusers.DiffusionPipeline.load_config(source, revision=model.revision,
-                                                         local_files_only=local_only)
+        config = diffusers.DiffusionPipeline.load_config(source, revision=model.revision, local_files_only=local_only)
     except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
         raise ModelLoadError(_explain_load_failure(model, err, setting)) from None
     return config, local_only
@@ -293,12 +312,16 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers):
     cls_name = picture.pipeline if picture.pipeline != "auto" else config.get("_class_name", "DiffusionPipeline")
     upscaler = next((name for name, u in UPSCALERS.items() if u.pipeline == cls_name), None)
     if upscaler:  # the SD x4 upscaler's call takes a prompt too, so the check after loading would pass it
-        raise ModelLoadError(f"render.model '{source}' is a {cls_name}, an upscaler, not a text-to-image pipeline; "
-                             f"choose a text-to-image model, and use this one as upscale: {{upscaler: {upscaler}}}")
+        raise ModelLoadError(
+            f"render.model '{source}' is a {cls_name}, an upscaler, not a text-to-image pipeline; "
+            f"choose a text-to-image model, and use this one as upscale: {{upscaler: {upscaler}}}"
+        )
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
-        raise ModelLoadError(f"'{source}' needs pipeline class {cls_name}, which diffusers "
-                             f"{diffusers.__version__} does not have; upgrade diffusers or set render.pipeline")
+        raise ModelLoadError(
+            f"'{source}' needs pipeline class {cls_name}, which diffusers "
+            f"{diffusers.__version__} does not have; upgrade diffusers or set render.pipeline"
+        )
     kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision, "local_files_only": local_only}
     if "safety_checker" in config:  # never download a safety checker; the gallery is curated by hand
         kwargs.update(safety_checker=None, requires_safety_checker=False)
@@ -336,8 +359,9 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
         return False
     url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                 timeout=timeout).close()
+        socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+        ).close()
         return True
     except OSError:
         return False
@@ -351,12 +375,14 @@ def _offline_message(picture: Picture | Upscale, setting: str = "render.model") 
     else:
         download = model
         local = "local diffusers folder" + (" or .safetensors file" if setting == "render.model" else "")
-    return (f"cannot load model '{model}'"
-            + (f" (revision {picture.revision})" if picture.revision else "")
-            + ": it is not in the local Hugging Face cache and the hub cannot be reached"
-            + (" (HF_HUB_OFFLINE=1)" if offline else "")
-            + f". Run once with network access to download it, or `hf download {download}` on a "
-              f"machine that has it and copy the cache (HF_HOME), or set {setting} to a {local}.")
+    return (
+        f"cannot load model '{model}'"
+        + (f" (revision {picture.revision})" if picture.revision else "")
+        + ": it is not in the local Hugging Face cache and the hub cannot be reached"
+        + (" (HF_HUB_OFFLINE=1)" if offline else "")
+        + f". Run once with network access to download it, or `hf download {download}` on a "
+        f"machine that has it and copy the cache (HF_HOME), or set {setting} to a {local}."
+    )
 
 
 def set_scheduler(pipe, picture: Picture, diffusers) -> None:
@@ -385,8 +411,10 @@ def _explain_load_failure(picture: Picture | Upscale, err: Exception, setting: s
     if "LocalEntryNotFound" in name or "offline" in text.lower():
         return _offline_message(picture, setting)
     if "401" in text or "403" in text or "gated" in text.lower():
-        return (f"model '{model}' needs a Hugging Face login or licence acceptance: accept its terms on the hub "
-                "and run `hf auth login` (or set HF_TOKEN)")
+        return (
+            f"model '{model}' needs a Hugging Face login or licence acceptance: accept its terms on the hub "
+            "and run `hf auth login` (or set HF_TOKEN)"
+        )
     if "404" in text or "RepositoryNotFound" in name or "RevisionNotFound" in name:
         return f"model '{model}' (revision {picture.revision or 'main'}) was not found on the hub; check {setting}"
     return f"cannot load model '{model}': {name}: {text}".splitlines()[0]
@@ -404,5 +432,8 @@ def versions(*libraries: str) -> dict[str, str]:
 
     from gallery import __version__
 
-    return {"gallery": __version__, "torch": torch.__version__,
-            **{name: importlib.import_module(name).__version__ for name in libraries}}
+    return {
+        "gallery": __version__,
+        "torch": torch.__version__,
+        **{name: importlib.import_module(name).__version__ for name in libraries},
+    }

@@ -45,8 +45,14 @@ def settings_of(cell: Cell, upscale: Upscale | None = None, made_with: str | Non
     scheduler = schedulers.choice(p.scheduler).label
     if p.scheduler == "default" and made_with:
         scheduler = made_with.removesuffix("Scheduler")
-    settings = {"model": p.model_name, "scheduler": scheduler, "steps": p.steps,
-                "guidance": p.guidance, "width": p.width, "height": p.height}
+    settings = {
+        "model": p.model_name,
+        "scheduler": scheduler,
+        "steps": p.steps,
+        "guidance": p.guidance,
+        "width": p.width,
+        "height": p.height,
+    }
     if upscale:
         settings["upscaler"] = upscale.label
     return settings
@@ -60,11 +66,22 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
         if job.key in available:
             thumb, full = web_paths(plan, cell, job)
             images.append({"sample": job.sample, "seed": job.seed, "thumb": thumb, "full": full})
-    made_with = next((entries[j.key].get("made", {}).get("scheduler") for j in cell.jobs
-                      if entries and j.key in entries and j.key in available), None)
-    return {"prompt": cell.prompt, "negative_prompt": cell.picture.negative_prompt,
-            "settings": settings_of(cell, plan.config.upscale, made_with),
-            "thumb_size": [tw, th], "full_size": list(size), "images": images}
+    made_with = next(
+        (
+            entries[j.key].get("made", {}).get("scheduler")
+            for j in cell.jobs
+            if entries and j.key in entries and j.key in available
+        ),
+        None,
+    )
+    return {
+        "prompt": cell.prompt,
+        "negative_prompt": cell.picture.negative_prompt,
+        "settings": settings_of(cell, plan.config.upscale, made_with),
+        "thumb_size": [tw, th],
+        "full_size": list(size),
+        "images": images,
+    }
 
 
 def build_index(plan: Plan) -> dict:
@@ -77,8 +94,10 @@ def build_index(plan: Plan) -> dict:
         "slug": config.page.slug,
         "title": config.page.title,
         "samples": config.runtime.samples,
-        "axes": [{"name": a.name, "label": a.label, "options": [{"key": o.key, "label": o.label} for o in a.options]}
-                 for a in config.axes],
+        "axes": [
+            {"name": a.name, "label": a.label, "options": [{"key": o.key, "label": o.label} for o in a.options]}
+            for a in config.axes
+        ],
         "default": list(config.page.default),
         "cells": {cell.path: cell_path(plan, cell) for cell in plan.cells},
     }

@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from filelock import FileLock
 
@@ -34,8 +34,13 @@ class Record:
     finished: bool = True  # False: a site stage began writing and has not finished
 
     def to_json(self) -> bytes:
-        data = {"written_by": "prompt-gallery", "slug": self.slug, "config": self.config,
-                "finished": self.finished, "files": dict(sorted(self.files.items()))}
+        data = {
+            "written_by": "prompt-gallery",
+            "slug": self.slug,
+            "config": self.config,
+            "finished": self.finished,
+            "files": dict(sorted(self.files.items())),
+        }
         return (json.dumps(data, ensure_ascii=False, indent=0) + "\n").encode("utf-8")
 
 
@@ -49,11 +54,13 @@ class SiteRecords:
         for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
             try:
                 data = json.loads(path.read_bytes())
-                self.records[path.stem] = Record(data["slug"], data["config"], dict(data["files"]),
-                                                 bool(data.get("finished", True)))
+                self.records[path.stem] = Record(
+                    data["slug"], data["config"], dict(data["files"]), bool(data.get("finished", True))
+                )
             except (OSError, ValueError, KeyError, TypeError) as err:
-                raise GalleryError(f"{path} is damaged ({err}); delete it and the gallery's files it listed, "
-                                   "then run again") from None
+                raise GalleryError(
+                    f"{path} is damaged ({err}); delete it and the gallery's files it listed, then run again"
+                ) from None
 
     @classmethod
     @contextlib.contextmanager
@@ -85,21 +92,30 @@ class SiteRecords:
         marker, and its own image folder."""
         mine = self.records.get(slug)
         if mine and mine.config != str(config) and Path(mine.config).is_file():
-            raise GalleryError(f"page.slug '{slug}' is already the page of {mine.config} in {self.root}; give "
-                               f"{config} another page.slug (or write it into another site)")
+            raise GalleryError(
+                f"page.slug '{slug}' is already the page of {mine.config} in {self.root}; give "
+                f"{config} another page.slug (or write it into another site)"
+            )
         adopt = standalone and mine is None
         for rel in paths:
             path = self.root / rel
             if path.is_file() and not self.owner_of(rel) and not (adopt and _marked(path)):
-                raise GalleryError(f"{path} exists and was not written by prompt-gallery; refusing to overwrite "
-                                   f"it: move it out of the site (a file renamed inside {path.parent.name}/ is still "
-                                   "published), or choose another page.slug")
+                raise GalleryError(
+                    f"{path} exists and was not written by prompt-gallery; refusing to overwrite "
+                    f"it: move it out of the site (a file renamed inside {path.parent.name}/ is still "
+                    "published), or choose another page.slug"
+                )
         images = self.root / image_dir
-        strangers = [p for p in _files(images) if not self.owner_of(p.relative_to(self.root).as_posix())
-                     and not p.name.startswith(TEMP_PREFIX)]
+        strangers = [
+            p
+            for p in _files(images)
+            if not self.owner_of(p.relative_to(self.root).as_posix()) and not p.name.startswith(TEMP_PREFIX)
+        ]
         if strangers and not adopt:
-            raise GalleryError(f"{images} holds files that prompt-gallery did not write (such as "
-                               f"{strangers[0].name}); refusing to manage that folder (choose another page.slug)")
+            raise GalleryError(
+                f"{images} holds files that prompt-gallery did not write (such as "
+                f"{strangers[0].name}); refusing to manage that folder (choose another page.slug)"
+            )
 
     def begin(self, slug: str, config: Path, paths: list[str]) -> None:
         """Record, before writing, every file this stage may write (besides what the gallery had)."""

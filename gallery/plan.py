@@ -6,8 +6,8 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 from gallery import schedulers
 from gallery.config import Axis, Config, Picture, Upscale
@@ -108,30 +108,44 @@ def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> P
         prompt = build_prompt(config, config.axes, options)
         model_id = model_ids[(picture.model, picture.revision)]
         jobs = tuple(
-            Job(keys, i, config.runtime.seed + i, prompt, picture, model_id,
-                cache_key(picture, model_id, prompt, config.runtime.seed + i))
+            Job(
+                keys,
+                i,
+                config.runtime.seed + i,
+                prompt,
+                picture,
+                model_id,
+                cache_key(picture, model_id, prompt, config.runtime.seed + i),
+            )
             for i in range(config.runtime.samples)
         )
         cells.append(Cell(keys, prompt, picture, jobs))
     upscales = {}
     if config.upscale:
         upscale = config.upscale
-        model_id = model_ids[(upscale.model, upscale.revision)] if upscale.model else None
+        upscaler_id = model_ids[(upscale.model, upscale.revision)] if upscale.model else None
         for cell in cells:
             for job in cell.jobs:
-                upscales[job.key] = UpscaleJob(job, upscale, recipe_key(upscale_recipe(job, upscale, model_id)),
-                                               model_id)
+                upscales[job.key] = UpscaleJob(
+                    job, upscale, recipe_key(upscale_recipe(job, upscale, upscaler_id)), upscaler_id
+                )
     return Plan(config, tuple(cells), upscales)
 
 
 def upscale_recipe(source: Job, upscale: Upscale, model_id: str | None = None) -> dict:
     """Everything that decides an upscaled picture: its source and the upscaler with its settings."""
-    recipe_ = {"format": KEY_FORMAT, "source": source.key, "upscaler": upscale.upscaler, "factor": upscale.factor,
-               "size": upscale.size}
+    recipe_ = {
+        "format": KEY_FORMAT,
+        "source": source.key,
+        "upscaler": upscale.upscaler,
+        "factor": upscale.factor,
+        "size": upscale.size,
+    }
     if upscale.model:
         recipe_.update(model=model_id)
-        recipe_.update({k: getattr(upscale, k) for k in ("steps", "guidance", "noise_level")
-                        if getattr(upscale, k) is not None})
+        recipe_.update(
+            {k: getattr(upscale, k) for k in ("steps", "guidance", "noise_level") if getattr(upscale, k) is not None}
+        )
     if upscale.tile is not None:  # tiles change a picture a little; a source that fits in one tile is not tiled
         tiled = upscale.tile and max(source.picture.width, source.picture.height) > upscale.tile
         recipe_.update(tile=upscale.tile if tiled else 0, tile_overlap=upscale.tile_overlap if tiled else 0)
@@ -147,12 +161,13 @@ def output_size(picture: Picture, upscale: Upscale | None) -> tuple[int, int]:
         return w, h
     if upscale.factor:
         return w * upscale.factor, h * upscale.factor
+    assert upscale.size is not None  # the reader gives one of factor and size
     scale = upscale.size / max(w, h)
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def build_prompt(config: Config, axes: tuple[Axis, ...], options) -> str:
-    fragments = {axis.name: option.prompt.strip() for axis, option in zip(axes, options)}
+    fragments = {axis.name: option.prompt.strip() for axis, option in zip(axes, options, strict=True)}
     if config.prompt_template is None:
         return " ".join(f for f in fragments.values() if f)
     text = config.prompt_template.format(**fragments)
@@ -166,7 +181,7 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
         "model": model_id,
         "pipeline": picture.pipeline,
         "scheduler": picture.scheduler,
-        "scheduler_options": dict(schedulers.resolve(picture.scheduler).options + picture.scheduler_options),
+        "scheduler_options": dict(schedulers.choice(picture.scheduler).options + picture.scheduler_options),
         "prompt": prompt,
         "negative_prompt": picture.negative_prompt,
         "seed": seed,

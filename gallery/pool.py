@@ -18,8 +18,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def map_images(fn: Callable[[T], R], items: Sequence[T], *, few: int, chunksize: int | None = None,
-               on_each: Callable[[], None] | None = None) -> list[R]:
+def map_images(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    few: int,
+    chunksize: int | None = None,
+    on_each: Callable[[], None] | None = None,
+) -> list[R]:
     """`[fn(item) for item in items]`, in processes when there are more than `few` items.
     `fn` must be a module-level function (it is pickled); `on_each` runs here after each item."""
     workers = os.cpu_count() or 1
@@ -29,9 +35,14 @@ def map_images(fn: Callable[[T], R], items: Sequence[T], *, few: int, chunksize:
         if len(items) < few or workers == 1:
             each = map(fn, items)
         else:
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers,
-                                                           mp_context=multiprocessing.get_context("spawn"),
-                                                           initializer=_die_with_parent, initargs=(os.getpid(),)))
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
+                )
+            )
             each = pool.map(fn, items, chunksize=chunksize or max(1, len(items) // (workers * 8)))
         for result in each:
             results.append(result)

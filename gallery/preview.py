@@ -28,16 +28,16 @@ def render_page(site_dir: Path, slug: str) -> str:
     source = (site_dir / "_projects" / f"{slug}.md").read_text(encoding="utf-8")
     match = _FRONT_MATTER.match(source)
     front = yaml.safe_load(match.group(1)) if match else {}
-    body = _liquid(source[match.end():] if match else source, site_dir)
+    body = _liquid(source[match.end() :] if match else source, site_dir)
     content = markdown.markdown(body, extensions=["extra"])
     title = html.escape(str(front.get("title", slug)))
     description = html.escape(str(front.get("description", "")))
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{title} (preview)</title>\n<link rel=\"stylesheet\" href=\"/assets/css/site.css\">\n</head>\n<body>\n"
-        f"<main class=\"site-main\">\n<h1 class=\"post-title\">{title}</h1>\n"
-        + (f"<p class=\"post-description\">{description}</p>\n" if description else "")
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<title>{title} (preview)</title>\n<link rel="stylesheet" href="/assets/css/site.css">\n</head>\n<body>\n'
+        f'<main class="site-main">\n<h1 class="post-title">{title}</h1>\n'
+        + (f'<p class="post-description">{description}</p>\n' if description else "")
         + f"{content}\n</main>\n</body>\n</html>\n"
     )
 
@@ -45,8 +45,9 @@ def render_page(site_dir: Path, slug: str) -> str:
 def _liquid(text: str, site_dir: Path, depth: int = 0) -> str:
     if depth > 10:
         raise ValueError("includes nest too deeply")
-    text = _INCLUDE.sub(lambda m: _liquid((site_dir / "_includes" / m.group(1)).read_text(encoding="utf-8"),
-                                          site_dir, depth + 1), text)
+    text = _INCLUDE.sub(
+        lambda m: _liquid((site_dir / "_includes" / m.group(1)).read_text(encoding="utf-8"), site_dir, depth + 1), text
+    )
     return _RELATIVE_URL.sub(lambda m: "/" + m.group(1).lstrip("/"), text)
 
 

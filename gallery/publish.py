@@ -37,9 +37,18 @@ def github_project_baseurl(url: str) -> str | None:
     return f"/{match.group(2)}"
 
 
-def publish(site_dir: Path, *, remote: str = "origin", branch: str = "gh-pages",
-            repo_dir: Path | None = None, baseurl: str | None = None, message: str | None = None,
-            overwrite: bool = False, source_branch: bool = False, log=print) -> str:
+def publish(
+    site_dir: Path,
+    *,
+    remote: str = "origin",
+    branch: str = "gh-pages",
+    repo_dir: Path | None = None,
+    baseurl: str | None = None,
+    message: str | None = None,
+    overwrite: bool = False,
+    source_branch: bool = False,
+    log=print,
+) -> str:
     """Build `site_dir` with Jekyll and push it to `branch` of `remote`; return the branch's sha.
     `overwrite`: replace files on the branch that no earlier publish recorded writing.
     `source_branch`: publish even into a branch that holds the user's sources."""
@@ -48,15 +57,21 @@ def publish(site_dir: Path, *, remote: str = "origin", branch: str = "gh-pages",
         raise GalleryError(f"no Jekyll site at {site_dir} (no _config.yml): run `gallery site` first")
     jekyll = shutil.which("jekyll")
     if jekyll is None:
-        raise GalleryError("publishing needs jekyll: install it (apt-get install jekyll, or gem install "
-                           "jekyll) or deploy with the GitHub Actions workflow .github/workflows/pages.yml")
+        raise GalleryError(
+            "publishing needs jekyll: install it (apt-get install jekyll, or gem install "
+            "jekyll) or deploy with the GitHub Actions workflow .github/workflows/pages.yml"
+        )
     base = Path(repo_dir) if repo_dir is not None else Path.cwd()
     toplevel = _toplevel(base)
     url = _remote_url(remote, toplevel)
     if baseurl is None:
         baseurl = github_project_baseurl(url)
-    identity = ["-c", f"user.name={_config('user.name', toplevel) or FALLBACK_NAME}",
-                "-c", f"user.email={_config('user.email', toplevel) or FALLBACK_EMAIL}"]
+    identity = [
+        "-c",
+        f"user.name={_config('user.name', toplevel) or FALLBACK_NAME}",
+        "-c",
+        f"user.email={_config('user.email', toplevel) or FALLBACK_EMAIL}",
+    ]
     with tempfile.TemporaryDirectory(prefix="gallery-publish-") as tmp:
         built, work = Path(tmp) / "built", Path(tmp) / "repo"
         _git(["init", "-q", str(work)], Path(tmp))
@@ -81,8 +96,11 @@ def publish(site_dir: Path, *, remote: str = "origin", branch: str = "gh-pages",
         text = message or f"Publish prompt gallery {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
         _git([*identity, "commit", "-q", "-m", text], work)
         sha = _git(["rev-parse", "HEAD"], work)
-        _git(["push", "-q", url, f"HEAD:refs/heads/{branch}"], work,
-             hint=f"check that you can push to {url} and that nobody else pushed {branch} meanwhile, then try again")
+        _git(
+            ["push", "-q", url, f"HEAD:refs/heads/{branch}"],
+            work,
+            hint=f"check that you can push to {url} and that nobody else pushed {branch} meanwhile, then try again",
+        )
     log(f"Published {sha[:12]} to {branch} on {url}")
     return sha
 
@@ -94,15 +112,18 @@ def _replace_our_files(work: Path, ours: set[str], *, overwrite: bool, branch: s
     try:
         before = set(json.loads(record.read_text(encoding="utf-8"))["files"]) if record.is_file() else set()
     except (ValueError, KeyError, TypeError):
-        raise GalleryError(f"{RECORD} on {branch} is damaged; check the branch, then publish with --overwrite "
-                           "to rewrite it") from None
+        raise GalleryError(
+            f"{RECORD} on {branch} is damaged; check the branch, then publish with --overwrite to rewrite it"
+        ) from None
     present = {p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file() and ".git" not in p.parts}
     theirs = sorted((ours & present) - before)
     if theirs and not overwrite:
         shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
-        raise GalleryError(f"{branch} holds files that prompt-gallery did not publish and would replace: {shown}; "
-                           "pass --overwrite to replace them (every other file on the branch stays), or publish "
-                           "to another branch with --branch")
+        raise GalleryError(
+            f"{branch} holds files that prompt-gallery did not publish and would replace: {shown}; "
+            "pass --overwrite to replace them (every other file on the branch stays), or publish "
+            "to another branch with --branch"
+        )
     for rel in before - ours:
         path = work / rel
         if path.is_file() and path.resolve().is_relative_to(work.resolve()):
@@ -117,8 +138,10 @@ def _refuse_source_branch(url: str, branch: str, toplevel: Path | None, work: Pa
     current = _run(["git", "branch", "--show-current"], toplevel).stdout.strip() if toplevel else ""
     if (default and default[1] == branch) or current == branch:
         why = "the default branch of " + url if default and default[1] == branch else "the branch checked out here"
-        raise GalleryError(f"'{branch}' is {why}, which holds your sources; publish to gh-pages (the default), or "
-                           "pass --source-branch if you really mean to add the built site to it")
+        raise GalleryError(
+            f"'{branch}' is {why}, which holds your sources; publish to gh-pages (the default), or "
+            "pass --source-branch if you really mean to add the built site to it"
+        )
 
 
 def _jekyll_build(jekyll: str, source: Path, dest: Path, baseurl: str | None) -> None:
@@ -158,8 +181,10 @@ def _remote_url(remote: str, toplevel: Path | None) -> str:
             return _absolute(done.stdout.strip(), toplevel)
     if re.fullmatch(r"[\w.-]+", remote) and not Path(remote).exists():  # a name, but no such remote
         where = f"the repository {toplevel}" if toplevel else "the current folder (not a git repository)"
-        raise GalleryError(f"'{remote}' is neither a remote of {where} nor a URL or path: "
-                           "give a remote's name or a URL such as git@github.com:user/repo.git")
+        raise GalleryError(
+            f"'{remote}' is neither a remote of {where} nor a URL or path: "
+            "give a remote's name or a URL such as git@github.com:user/repo.git"
+        )
     return _absolute(remote, Path.cwd())
 
 
@@ -192,7 +217,10 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def _last_line(done: subprocess.CompletedProcess) -> str:
     """What went wrong, in git's or Jekyll's words: the first 'fatal:'/'error:' line (git's last line is
     often the tail of a sentence, such as 'and the repository exists.'), else the last line."""
-    lines = [line.strip() for line in (done.stderr or done.stdout).splitlines()
-             if line.strip() and not line.startswith("hint:")]
+    lines = [
+        line.strip()
+        for line in (done.stderr or done.stdout).splitlines()
+        if line.strip() and not line.startswith("hint:")
+    ]
     errors = [line for line in lines if line.lower().startswith(("fatal:", "error:"))]
     return errors[0] if errors else lines[-1] if lines else f"exit status {done.returncode}"

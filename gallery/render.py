@@ -44,8 +44,13 @@ def auto_batch_size(picture: Picture, device: str) -> int:
 
 
 class Renderer:
-    def __init__(self, runtime: Runtime, share: Share = Share(), *,
-                 warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
+    def __init__(
+        self,
+        runtime: Runtime,
+        share: Share = Share(),
+        *,
+        warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    ):
         self.runtime = runtime
         self.share = share
         self.warn = warn
@@ -68,8 +73,14 @@ class Renderer:
     def render(self, jobs: Sequence[Job], cache: Cache, progress=None) -> RenderReport:
         started = time.perf_counter()
         stored = store_good(self._batches(jobs), lambda job, image, made: _store(cache, job, image, made), progress)
-        return RenderReport(stored.count, time.perf_counter() - started, self.target.device, self.target.dtype,
-                            stored.batch_size, stored.rejected)
+        return RenderReport(
+            stored.count,
+            time.perf_counter() - started,
+            self.target.device,
+            self.target.dtype,
+            stored.batch_size,
+            stored.rejected,
+        )
 
     def _batches(self, jobs: Sequence[Job]) -> Iterator[tuple[Sequence[Job], Sequence, dict]]:
         """(jobs, float images, how they were made) per pipeline call."""
@@ -78,27 +89,48 @@ class Renderer:
             pipe = self.pipeline(picture)
             kwargs = self._call_kwargs(pipe, picture, group)
             batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
-            at_one = ("out of GPU memory at batch size 1; set render.attention_slicing, "
-                      "render.vae_tiling or render.cpu_offload, or a smaller size")
-            for chunk, images, seconds in in_batches(group, batch, lambda c: self._run(pipe, c, kwargs),
-                                                     self.warn, "batch size", at_one):
-                yield chunk, images, {
-                    "device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
-                    "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
-                    "pipeline": type(pipe).__name__, "scheduler": type(pipe.scheduler).__name__,
-                    "seconds": round(seconds / len(chunk), 4), "versions": versions,
-                    "process": f"{self.share.rank}/{self.share.world}"}
+            at_one = (
+                "out of GPU memory at batch size 1; set render.attention_slicing, "
+                "render.vae_tiling or render.cpu_offload, or a smaller size"
+            )
+
+            def call(chunk, pipe=pipe, kwargs=kwargs):  # bound now: the loop moves on to the next group
+                return self._run(pipe, chunk, kwargs)
+
+            for chunk, images, seconds in in_batches(group, batch, call, self.warn, "batch size", at_one):
+                yield (
+                    chunk,
+                    images,
+                    {
+                        "device": self.target.device,
+                        "dtype": self.target.dtype,
+                        "batch_size": len(chunk),
+                        "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
+                        "pipeline": type(pipe).__name__,
+                        "scheduler": type(pipe.scheduler).__name__,
+                        "seconds": round(seconds / len(chunk), 4),
+                        "versions": versions,
+                        "process": f"{self.share.rank}/{self.share.world}",
+                    },
+                )
 
     def _call_kwargs(self, pipe, picture: Picture, group: Sequence[Job]) -> dict:
         accepted = loading.call_parameters(pipe)
-        kwargs = {"height": picture.height, "width": picture.width, "num_inference_steps": picture.steps,
-                  "guidance_scale": picture.guidance, "output_type": "np"}  # floats: NaN stays visible
+        kwargs = {
+            "height": picture.height,
+            "width": picture.width,
+            "num_inference_steps": picture.steps,
+            "guidance_scale": picture.guidance,
+            "output_type": "np",
+        }  # floats: NaN stays visible
         if picture.negative_prompt:
             if "negative_prompt" in accepted:
                 kwargs["negative_prompt"] = picture.negative_prompt
             else:
-                self._warn_once(f"{type(pipe).__name__} has no negative prompt: negative_prompt "
-                                f"'{picture.negative_prompt}' is ignored for these images")
+                self._warn_once(
+                    f"{type(pipe).__name__} has no negative prompt: negative_prompt "
+                    f"'{picture.negative_prompt}' is ignored for these images"
+                )
         return {k: v for k, v in kwargs.items() if k in accepted or k == "output_type"}
 
     def _run(self, pipe, chunk: Sequence[Job], kwargs: dict):

@@ -28,8 +28,9 @@ KNOWN: dict[str, SchedulerChoice] = {
         SchedulerChoice("euler_a", "EulerAncestralDiscreteScheduler", (), "Euler a"),
         SchedulerChoice("heun", "HeunDiscreteScheduler", (), "Heun"),
         SchedulerChoice("dpm++_2m", "DPMSolverMultistepScheduler", (), "DPM++ 2M"),
-        SchedulerChoice("dpm++_2m_karras", "DPMSolverMultistepScheduler", (("use_karras_sigmas", True),),
-                        "DPM++ 2M Karras"),
+        SchedulerChoice(
+            "dpm++_2m_karras", "DPMSolverMultistepScheduler", (("use_karras_sigmas", True),), "DPM++ 2M Karras"
+        ),
         SchedulerChoice("dpm++_sde", "DPMSolverSinglestepScheduler", (), "DPM++ SDE"),
         SchedulerChoice("unipc", "UniPCMultistepScheduler", (), "UniPC"),
         SchedulerChoice("ddpm", "DDPMScheduler", (), "DDPM"),

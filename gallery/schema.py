@@ -22,29 +22,53 @@ def json_schema() -> dict:
     option = {
         "anyOf": [
             {"type": ["string", "number", "null"], "description": "the prompt text this option adds"},
-            {"type": "object", "required": ["prompt"], "additionalProperties": False, "properties": {
-                "prompt": {"type": ["string", "number"], "description": "the prompt text this option adds"},
-                "label": {"type": ["string", "number"], "minLength": 1, "description": "its dropdown label"},
-                "render": _section("option", "the picture settings this option changes for its cells"),
-            }},
+            {
+                "type": "object",
+                "required": ["prompt"],
+                "additionalProperties": False,
+                "properties": {
+                    "prompt": {"type": ["string", "number"], "description": "the prompt text this option adds"},
+                    "label": {"type": ["string", "number"], "minLength": 1, "description": "its dropdown label"},
+                    "render": _section("option", "the picture settings this option changes for its cells"),
+                },
+            },
         ],
     }
-    options = {"type": "object", "minProperties": 1, "propertyNames": {"pattern": ecma(SAFE_KEY.pattern)},
-               "additionalProperties": option}
-    axis = {"anyOf": [
-        {"type": "object", "required": ["options"], "additionalProperties": False, "properties": {
-            "label": {"type": ["string", "number"], "minLength": 1, "description": "the dropdown's label"},
-            "options": options}},
-        options,
-    ]}
+    options = {
+        "type": "object",
+        "minProperties": 1,
+        "propertyNames": {"pattern": ecma(SAFE_KEY.pattern)},
+        "additionalProperties": option,
+    }
+    axis = {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["options"],
+                "additionalProperties": False,
+                "properties": {
+                    "label": {"type": ["string", "number"], "minLength": 1, "description": "the dropdown's label"},
+                    "options": options,
+                },
+            },
+            options,
+        ]
+    }
     properties: dict[str, Any] = {name: _property(setting) for name, setting in BY_NAME["top"].items()}
-    properties["axes"] = dict(properties["axes"], type="object", minProperties=1,
-                              propertyNames={"pattern": ecma(SAFE_KEY.pattern)}, additionalProperties=axis)
+    properties["axes"] = dict(
+        properties["axes"],
+        type="object",
+        minProperties=1,
+        propertyNames={"pattern": ecma(SAFE_KEY.pattern)},
+        additionalProperties=axis,
+    )
     for section in SECTIONS:
         properties[section] = _section(section, _SECTION_MEANING[section])
     properties["upscale"]["allOf"] = [
-        {"if": {"properties": {"upscaler": {"const": name}}, "required": ["upscaler"]},
-         "then": {"propertyNames": {"enum": list(upscaler.settings)}}}
+        {
+            "if": {"properties": {"upscaler": {"const": name}}, "required": ["upscaler"]},
+            "then": {"propertyNames": {"enum": list(upscaler.settings)}},
+        }
         for name, upscaler in UPSCALERS.items()
     ]
     return {
@@ -77,8 +101,7 @@ def _section(place: str, meaning: str) -> dict:
     properties: dict[str, Any] = {}
     for name, setting in BY_NAME[place].items():
         properties[name] = _property(setting)
-    return {"type": ["object", "null"], "description": meaning, "additionalProperties": False,
-            "properties": properties}
+    return {"type": ["object", "null"], "description": meaning, "additionalProperties": False, "properties": properties}
 
 
 def _property(setting: Setting) -> dict:
@@ -112,11 +135,15 @@ def markdown_table(place: str) -> str:
     rows = ["| key | value | default | meaning |", "|---|---|---|---|"]
     for setting in BY_NAME[place].values():
         mark = "\\*" if place == "render" and "option" in setting.places else ""
-        rows.append(f"| `{setting.name}`{mark} | {setting.kind.describe()} | {setting.shown_default()} | "
-                    f"{setting.meaning} |")
+        rows.append(
+            f"| `{setting.name}`{mark} | {setting.kind.describe()} | {setting.shown_default()} | {setting.meaning} |"
+        )
     if place == "render":
-        rows.insert(0, "Keys marked \\* decide the picture: they are in the cache key, and an axis option may change "
-                       "them for its cells. The others say how to render and are not in the key.\n")
+        rows.insert(
+            0,
+            "Keys marked \\* decide the picture: they are in the cache key, and an axis option may change "
+            "them for its cells. The others say how to render and are not in the key.\n",
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -127,6 +154,7 @@ def option_keys() -> str:
 def update_readme(text: str) -> str:
     """`text` (README.md) with every generated region rewritten from the settings table.
     A region runs from `<!-- settings: NAME -->` to `<!-- /settings -->`."""
+
     def region(match: re.Match) -> str:
         name = match[1]
         body = option_keys() if name == "option" else markdown_table(TABLES[name])

@@ -55,8 +55,10 @@ class Text:
 
     def read(self, value: Any, at: Where) -> str:
         if isinstance(value, bool):
-            raise at.fail(f"must be text, got {got(value)}",
-                          "quote it: YAML reads yes/no/on/off/true/false unquoted as true or false")
+            raise at.fail(
+                f"must be text, got {got(value)}",
+                "quote it: YAML reads yes/no/on/off/true/false unquoted as true or false",
+            )
         if not isinstance(value, TEXTLIKE):
             raise at.fail(f"must be text, got {kind_of(value)}")
         text = at.written(value)
@@ -71,8 +73,10 @@ class Text:
 
     def schema(self) -> dict:
         if self.pattern:  # a number where the pattern allows digits alone (a slug '2024'): YAML reads one
-            return {"type": ["string", "number"] if self.pattern.fullmatch("0") else "string",
-                    "pattern": ecma(self.pattern.pattern)}
+            return {
+                "type": ["string", "number"] if self.pattern.fullmatch("0") else "string",
+                "pattern": ecma(self.pattern.pattern),
+            }
         schema: dict = {"type": ["string", "number"]}  # YAML reads some text (1.10, 2024) as numbers
         if not self.empty_ok:
             schema["minLength"] = 1
@@ -95,8 +99,9 @@ class Whole:
             raise at.fail(f"must be between {self.lo} and {self.hi}, got {value}")
         if value % self.multiple_of:
             low = value // self.multiple_of * self.multiple_of
-            raise at.fail(f"must be a multiple of {self.multiple_of}, got {value}",
-                          f"try {low} or {low + self.multiple_of}")
+            raise at.fail(
+                f"must be a multiple of {self.multiple_of}, got {value}", f"try {low} or {low + self.multiple_of}"
+            )
         return value
 
     def describe(self) -> str:
@@ -171,8 +176,9 @@ class Choice:
 
     def spelled(self, quote: str = "'", *, quote_flags: bool = False) -> str:
         flags = [str(flag).lower() for flag, _ in self.also_bool]
-        return listed([f"{quote}{f}{quote}" if quote_flags else f for f in flags]
-                      + [f"{quote}{w}{quote}" for w in self.words])
+        return listed(
+            [f"{quote}{f}{quote}" if quote_flags else f for f in flags] + [f"{quote}{w}{quote}" for w in self.words]
+        )
 
     def describe(self) -> str:
         return self.spelled("`", quote_flags=True)
@@ -189,6 +195,9 @@ class Special:
 
     type_text: str
     json: dict = field(default_factory=dict)
+
+    def read(self, value: Any, at: Where) -> Any:
+        raise AssertionError("a special setting is read by config.py, which knows its context")
 
     def describe(self) -> str:
         return self.type_text
@@ -281,17 +290,34 @@ class Upscaler:
         return tuple(s.name for s in BY_NAME["upscale"].values() if not s.upscalers or self.name in s.upscalers)
 
 
-UPSCALERS = {u.name: u for u in (
-    Upscaler("lanczos", "Lanczos", meaning="Pillow, no model, on every core"),
-    Upscaler("esrgan", "ESRGAN", "spandrel",
-             meaning="a super-resolution weights file: Real-ESRGAN, ESRGAN, BSRGAN and the other architectures "
-                     "[spandrel](https://github.com/chaiNNer-org/spandrel) recognises, such as SwinIR, HAT, DAT, SPAN"),
-    Upscaler("ldsr", "LDSR", "diffusers", "LDMSuperResolutionPipeline",
-             meaning="CompVis's latent-diffusion super-resolution, diffusers' `LDMSuperResolutionPipeline`"),
-    Upscaler("sd-x4", "SD x4 upscaler", "diffusers", "StableDiffusionUpscalePipeline",
-             meaning="Stability's x4 upscaler, `StableDiffusionUpscalePipeline`, which also reads each image's "
-                     "own prompt and negative prompt"),
-)}
+UPSCALERS = {
+    u.name: u
+    for u in (
+        Upscaler("lanczos", "Lanczos", meaning="Pillow, no model, on every core"),
+        Upscaler(
+            "esrgan",
+            "ESRGAN",
+            "spandrel",
+            meaning="a super-resolution weights file: Real-ESRGAN, ESRGAN, BSRGAN and the other architectures "
+            "[spandrel](https://github.com/chaiNNer-org/spandrel) recognises, such as SwinIR, HAT, DAT, SPAN",
+        ),
+        Upscaler(
+            "ldsr",
+            "LDSR",
+            "diffusers",
+            "LDMSuperResolutionPipeline",
+            meaning="CompVis's latent-diffusion super-resolution, diffusers' `LDMSuperResolutionPipeline`",
+        ),
+        Upscaler(
+            "sd-x4",
+            "SD x4 upscaler",
+            "diffusers",
+            "StableDiffusionUpscalePipeline",
+            meaning="Stability's x4 upscaler, `StableDiffusionUpscalePipeline`, which also reads each image's "
+            "own prompt and negative prompt",
+        ),
+    )
+}
 MODEL_UPSCALERS = tuple(name for name, u in UPSCALERS.items() if u.loader != "pillow")
 WEIGHTS_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")  # esrgan; pickles are read weights-only
 MAX_NOISE_LEVEL = 350  # StableDiffusionUpscalePipeline's max_noise_level
@@ -306,125 +332,328 @@ _SCHEDULER_NAMES = list(schedulers.KNOWN)
 
 SETTINGS: tuple[Setting, ...] = (
     # top level
-    Setting("axes", Special("mapping of axis name to options", {}), "the axes, in the order their dropdowns "
-            "appear; see [`axes`](#axes-required)", ("top",), default_text="required"),
-    Setting("prompt", Special("text with `{axis}` fields", {"type": ["string", "number"], "minLength": 1}),
-            "a template joining the options' fragments, axis names in braces: `\"{subject}, {style}, highly "
-            "detailed\"`", ("top",), default_text="the fragments joined with a space, in axis order"),
+    Setting(
+        "axes",
+        Special("mapping of axis name to options", {}),
+        "the axes, in the order their dropdowns appear; see [`axes`](#axes-required)",
+        ("top",),
+        default_text="required",
+    ),
+    Setting(
+        "prompt",
+        Special("text with `{axis}` fields", {"type": ["string", "number"], "minLength": 1}),
+        'a template joining the options\' fragments, axis names in braces: `"{subject}, {style}, highly detailed"`',
+        ("top",),
+        default_text="the fragments joined with a space, in axis order",
+    ),
     # render: what decides the picture (all of it in the cache key) ...
-    Setting("model", Special("hub id or path", {"type": ["string", "number"], "minLength": 1}),
-            "a hub id, a local diffusers folder (with `model_index.json`), or a single `.safetensors` file "
-            "(Stable Diffusion 1.x/2.x or XL). Relative paths are from `prompts.yaml`'s folder. Pickle checkpoints "
-            "(`.ckpt`, `.bin`, `.pt`) are refused: convert them to safetensors.", PICTURE,
-            "CompVis/ldm-text2im-large-256"),
-    Setting("revision", Text(empty_ok=False), "a hub branch, tag or commit. Pin a commit for exact reproducibility.",
-            PICTURE, None, "hub default branch"),
-    Setting("pipeline", Special("`auto` or a class name", {"type": "string", "pattern": ecma(PIPELINE.pattern)}),
-            "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`)", PICTURE, "auto"),
-    Setting("scheduler", Special("a name or a class name", {"type": "string", "anyOf": [
-        {"enum": _SCHEDULER_NAMES}, {"pattern": spellings(_SCHEDULER_NAMES)},
-        {"pattern": ecma(schedulers.CLASS_NAME.pattern)}]}),
-            "`default` (the model's own), " + ", ".join(f"`{n}`" for n in _SCHEDULER_NAMES if n != "default")
-            + ", or any diffusers class name such as `DDIMScheduler`", PICTURE, "default"),
-    Setting("scheduler_options", Special("mapping", {"type": "object", "additionalProperties": {
-        "type": ["boolean", "integer", "number", "string"]}}),
-            "extra scheduler config, e.g. `{use_karras_sigmas: true}`", PICTURE, (), "none"),
+    Setting(
+        "model",
+        Special("hub id or path", {"type": ["string", "number"], "minLength": 1}),
+        "a hub id, a local diffusers folder (with `model_index.json`), or a single `.safetensors` file "
+        "(Stable Diffusion 1.x/2.x or XL). Relative paths are from `prompts.yaml`'s folder. Pickle checkpoints "
+        "(`.ckpt`, `.bin`, `.pt`) are refused: convert them to safetensors.",
+        PICTURE,
+        "CompVis/ldm-text2im-large-256",
+    ),
+    Setting(
+        "revision",
+        Text(empty_ok=False),
+        "a hub branch, tag or commit. Pin a commit for exact reproducibility.",
+        PICTURE,
+        None,
+        "hub default branch",
+    ),
+    Setting(
+        "pipeline",
+        Special("`auto` or a class name", {"type": "string", "pattern": ecma(PIPELINE.pattern)}),
+        "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`)",
+        PICTURE,
+        "auto",
+    ),
+    Setting(
+        "scheduler",
+        Special(
+            "a name or a class name",
+            {
+                "type": "string",
+                "anyOf": [
+                    {"enum": _SCHEDULER_NAMES},
+                    {"pattern": spellings(_SCHEDULER_NAMES)},
+                    {"pattern": ecma(schedulers.CLASS_NAME.pattern)},
+                ],
+            },
+        ),
+        "`default` (the model's own), "
+        + ", ".join(f"`{n}`" for n in _SCHEDULER_NAMES if n != "default")
+        + ", or any diffusers class name such as `DDIMScheduler`",
+        PICTURE,
+        "default",
+    ),
+    Setting(
+        "scheduler_options",
+        Special(
+            "mapping", {"type": "object", "additionalProperties": {"type": ["boolean", "integer", "number", "string"]}}
+        ),
+        "extra scheduler config, e.g. `{use_karras_sigmas: true}`",
+        PICTURE,
+        (),
+        "none",
+    ),
     Setting("steps", Whole(1, 1000), "inference steps", PICTURE, 50),
     Setting("guidance", Number(0.0, 100.0), "classifier-free guidance scale", PICTURE, 7.5),
     Setting("width", Whole(64, 4096, multiple_of=8), "pixels", PICTURE, 512),
     Setting("height", Whole(64, 4096, multiple_of=8), "pixels", PICTURE, 512),
-    Setting("negative_prompt", Text(), "ignored, with a warning, by pipelines that have none (latent diffusion)",
-            PICTURE, ""),
+    Setting(
+        "negative_prompt",
+        Text(),
+        "ignored, with a warning, by pipelines that have none (latent diffusion)",
+        PICTURE,
+        "",
+    ),
     # ... and how to render it (none of it in the key)
     Setting("samples", Whole(1, 10_000), "images per cell", ("render",), 4),
-    Setting("seed", Whole(0, 2**63 - 1), "sample *i* uses seed + *i* in every cell, so a column compares cells on "
-            "the same starting noise", ("render",), 0),
-    Setting("device", Text(empty_ok=False, pattern=DEVICE, mismatch="unknown device {value}",
-                           hint="use auto, cpu, cuda, cuda:N or mps", shown_as="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`"),
-            "where to render: `auto` is cuda, then mps, then cpu", ("render",), "auto"),
-    Setting("dtype", Choice(("auto", "float32", "float16", "bfloat16"),
-                            (("fp32", "float32"), ("fp16", "float16"), ("half", "float16"), ("bf16", "bfloat16")),
-                            noun="dtype", hint="use auto, float32, float16 or bfloat16"),
-            "`auto`: bfloat16 on GPUs that have it, else float16; float16 on mps; on a CPU bfloat16 where it has "
-            "AVX512-BF16 or AMX instructions, else float32", ("render",), "auto"),
-    Setting("batch_size", Whole(1, 4096, auto=True), "images per pipeline call; `auto` guesses from the device and "
-            "size. On out-of-memory the batch halves and the build goes on.", ("render",), None, "`auto`"),
+    Setting(
+        "seed",
+        Whole(0, 2**63 - 1),
+        "sample *i* uses seed + *i* in every cell, so a column compares cells on the same starting noise",
+        ("render",),
+        0,
+    ),
+    Setting(
+        "device",
+        Text(
+            empty_ok=False,
+            pattern=DEVICE,
+            mismatch="unknown device {value}",
+            hint="use auto, cpu, cuda, cuda:N or mps",
+            shown_as="`auto`, `cpu`, `cuda`, `cuda:N` or `mps`",
+        ),
+        "where to render: `auto` is cuda, then mps, then cpu",
+        ("render",),
+        "auto",
+    ),
+    Setting(
+        "dtype",
+        Choice(
+            ("auto", "float32", "float16", "bfloat16"),
+            (("fp32", "float32"), ("fp16", "float16"), ("half", "float16"), ("bf16", "bfloat16")),
+            noun="dtype",
+            hint="use auto, float32, float16 or bfloat16",
+        ),
+        "`auto`: bfloat16 on GPUs that have it, else float16; float16 on mps; on a CPU bfloat16 where it has "
+        "AVX512-BF16 or AMX instructions, else float32",
+        ("render",),
+        "auto",
+    ),
+    Setting(
+        "batch_size",
+        Whole(1, 4096, auto=True),
+        "images per pipeline call; `auto` guesses from the device and "
+        "size. On out-of-memory the batch halves and the build goes on.",
+        ("render",),
+        None,
+        "`auto`",
+    ),
     Setting("attention_slicing", Flag(), "lower memory, slower", ("render",), False),
     Setting("vae_tiling", Flag(), "decode large images in tiles", ("render",), False),
-    Setting("cpu_offload", Choice(("none", "model", "sequential"), also_bool=((False, "none"), (True, "model"))),
-            "keep weights in CPU memory between uses (GPU only): `true` is `model`", ("render",), "none", "`false`"),
+    Setting(
+        "cpu_offload",
+        Choice(("none", "model", "sequential"), also_bool=((False, "none"), (True, "model"))),
+        "keep weights in CPU memory between uses (GPU only): `true` is `model`",
+        ("render",),
+        "none",
+        "`false`",
+    ),
     # upscale: the optional stage after rendering
-    Setting("upscaler", Choice(("none", *UPSCALERS), noun="upscaler", hint="available: none, " + ", ".join(UPSCALERS)),
-            "; ".join(["`none`"] + [f"`{u.name}` ({u.meaning})" for u in UPSCALERS.values()]), ("upscale",), "none"),
-    Setting("factor", Whole(2, 8), "how many times larger", ("upscale",),
-            {"lanczos": 2, "esrgan": 2, "ldsr": 4, "sd-x4": 4}),
+    Setting(
+        "upscaler",
+        Choice(("none", *UPSCALERS), noun="upscaler", hint="available: none, " + ", ".join(UPSCALERS)),
+        "; ".join(["`none`"] + [f"`{u.name}` ({u.meaning})" for u in UPSCALERS.values()]),
+        ("upscale",),
+        "none",
+    ),
+    Setting(
+        "factor", Whole(2, 8), "how many times larger", ("upscale",), {"lanczos": 2, "esrgan": 2, "ldsr": 4, "sd-x4": 4}
+    ),
     Setting("size", Whole(64, 8192), "instead of `factor`: the long side in pixels", ("upscale",)),
-    Setting("model", Special("hub id, path or file", {"type": ["string", "number"], "minLength": 1}),
-            "`esrgan`: a weights file (" + ", ".join(f"`{s}`" for s in WEIGHTS_SUFFIXES) + "), local or on the hub "
-            "as `owner/repo/path/in/repo.pth`. `ldsr`, `sd-x4`: a hub id or a local diffusers folder (with "
-            "`model_index.json`); single weights files are refused. Relative paths are from `prompts.yaml`'s "
-            "folder.", ("upscale",),
-            {"esrgan": "ai-forever/Real-ESRGAN/RealESRGAN_x2.pth", "ldsr": "CompVis/ldm-super-resolution-4x-openimages",
-             "sd-x4": "stabilityai/stable-diffusion-x4-upscaler"}, upscalers=MODEL_UPSCALERS),
-    Setting("revision", Text(empty_ok=False), "a hub branch, tag or commit", ("upscale",), None, "hub default branch",
-            upscalers=MODEL_UPSCALERS),
-    Setting("steps", Whole(1, 1000), "`ldsr`, `sd-x4`: denoising steps", ("upscale",), {"ldsr": 100, "sd-x4": 75},
-            upscalers=("ldsr", "sd-x4")),
-    Setting("guidance", Number(0.0, 100.0), "`sd-x4`: classifier-free guidance scale", ("upscale",), {"sd-x4": 9.0},
-            upscalers=("sd-x4",)),
-    Setting("noise_level", Whole(0, MAX_NOISE_LEVEL), "`sd-x4`: noise added to the small image first; more lets "
-            "the model invent more detail", ("upscale",), {"sd-x4": 20}, upscalers=("sd-x4",)),
-    Setting("tile", Whole(0, 8192), "`esrgan`: pictures with a side longer than this go through the network in tiles "
-            "of this many source pixels, so memory stays bounded; 0: whole pictures, else at least 32",
-            ("upscale",), {"esrgan": 512}, upscalers=("esrgan",)),
-    Setting("tile_overlap", Whole(0, 1024), "`esrgan`: source pixels each tile shares with its neighbours, blended "
-            "so no seam shows; less than half the tile", ("upscale",), {"esrgan": 32}, upscalers=("esrgan",)),
-    Setting("batch_size", Whole(1, 4096, auto=True), "model upscalers: images (`esrgan`: tiles) per model call; "
-            "`auto` is a few on a GPU, and on a CPU 1 (`ldsr`, `sd-x4`) or a few small tiles (`esrgan`). On "
-            "out-of-memory the batch halves and the stage goes on.", ("upscale",), None, "`auto`",
-            upscalers=MODEL_UPSCALERS),
+    Setting(
+        "model",
+        Special("hub id, path or file", {"type": ["string", "number"], "minLength": 1}),
+        "`esrgan`: a weights file (" + ", ".join(f"`{s}`" for s in WEIGHTS_SUFFIXES) + "), local or on the hub "
+        "as `owner/repo/path/in/repo.pth`. `ldsr`, `sd-x4`: a hub id or a local diffusers folder (with "
+        "`model_index.json`); single weights files are refused. Relative paths are from `prompts.yaml`'s "
+        "folder.",
+        ("upscale",),
+        {
+            "esrgan": "ai-forever/Real-ESRGAN/RealESRGAN_x2.pth",
+            "ldsr": "CompVis/ldm-super-resolution-4x-openimages",
+            "sd-x4": "stabilityai/stable-diffusion-x4-upscaler",
+        },
+        upscalers=MODEL_UPSCALERS,
+    ),
+    Setting(
+        "revision",
+        Text(empty_ok=False),
+        "a hub branch, tag or commit",
+        ("upscale",),
+        None,
+        "hub default branch",
+        upscalers=MODEL_UPSCALERS,
+    ),
+    Setting(
+        "steps",
+        Whole(1, 1000),
+        "`ldsr`, `sd-x4`: denoising steps",
+        ("upscale",),
+        {"ldsr": 100, "sd-x4": 75},
+        upscalers=("ldsr", "sd-x4"),
+    ),
+    Setting(
+        "guidance",
+        Number(0.0, 100.0),
+        "`sd-x4`: classifier-free guidance scale",
+        ("upscale",),
+        {"sd-x4": 9.0},
+        upscalers=("sd-x4",),
+    ),
+    Setting(
+        "noise_level",
+        Whole(0, MAX_NOISE_LEVEL),
+        "`sd-x4`: noise added to the small image first; more lets the model invent more detail",
+        ("upscale",),
+        {"sd-x4": 20},
+        upscalers=("sd-x4",),
+    ),
+    Setting(
+        "tile",
+        Whole(0, 8192),
+        "`esrgan`: pictures with a side longer than this go through the network in tiles "
+        "of this many source pixels, so memory stays bounded; 0: whole pictures, else at least 32",
+        ("upscale",),
+        {"esrgan": 512},
+        upscalers=("esrgan",),
+    ),
+    Setting(
+        "tile_overlap",
+        Whole(0, 1024),
+        "`esrgan`: source pixels each tile shares with its neighbours, blended "
+        "so no seam shows; less than half the tile",
+        ("upscale",),
+        {"esrgan": 32},
+        upscalers=("esrgan",),
+    ),
+    Setting(
+        "batch_size",
+        Whole(1, 4096, auto=True),
+        "model upscalers: images (`esrgan`: tiles) per model call; "
+        "`auto` is a few on a GPU, and on a CPU 1 (`ldsr`, `sd-x4`) or a few small tiles (`esrgan`). On "
+        "out-of-memory the batch halves and the stage goes on.",
+        ("upscale",),
+        None,
+        "`auto`",
+        upscalers=MODEL_UPSCALERS,
+    ),
     # page: the gallery page (al-folio front matter)
-    Setting("title", Text(empty_ok=False), "the page title (al-folio front matter `title`)", ("page",),
-            "Prompt gallery"),
-    Setting("slug", Text(empty_ok=False, pattern=SAFE_KEY, mismatch="{value} is not safe for file names and URLs",
-                         hint="use letters, digits, '_' and '-', and no name Windows reserves (con, nul, aux ...)",
-                         shown_as="letters, digits, `_`, `-`"),
-            "the page's file name and URL: `/projects/<slug>/`", ("page",), None, "from the title"),
-    Setting("description", Text(), "front matter `description` (al-folio shows it under the title and on the card)",
-            ("page",), ""),
-    Setting("importance", Whole(-10**6, 10**6), "al-folio sorts projects by it, lower first", ("page",)),
+    Setting(
+        "title", Text(empty_ok=False), "the page title (al-folio front matter `title`)", ("page",), "Prompt gallery"
+    ),
+    Setting(
+        "slug",
+        Text(
+            empty_ok=False,
+            pattern=SAFE_KEY,
+            mismatch="{value} is not safe for file names and URLs",
+            hint="use letters, digits, '_' and '-', and no name Windows reserves (con, nul, aux ...)",
+            shown_as="letters, digits, `_`, `-`",
+        ),
+        "the page's file name and URL: `/projects/<slug>/`",
+        ("page",),
+        None,
+        "from the title",
+    ),
+    Setting(
+        "description",
+        Text(),
+        "front matter `description` (al-folio shows it under the title and on the card)",
+        ("page",),
+        "",
+    ),
+    Setting("importance", Whole(-(10**6), 10**6), "al-folio sorts projects by it, lower first", ("page",)),
     Setting("category", Text(), "al-folio's project category", ("page",)),
     Setting("layout", Text(empty_ok=False), "the Jekyll layout", ("page",), "page"),
-    Setting("default", Special("mapping of axis: option", {"type": "object", "additionalProperties": {
-        "type": ["string", "number"]}}), "the cell shown first, e.g. `{subject: cat, style: dali}`", ("page",),
-            None, "first option of each axis"),
-    Setting("cover", Special("mapping of axis: option", {"type": "object", "additionalProperties": {
-        "type": ["string", "number"]}}), "the cell whose first image becomes the card picture (front matter `img`)",
-            ("page",), None, "the default cell"),
-    Setting("intro", Text(), "Markdown above the gallery. Yours, so Liquid and HTML work there; prompt text never "
-            "gets that treatment.", ("page",), ""),
+    Setting(
+        "default",
+        Special("mapping of axis: option", {"type": "object", "additionalProperties": {"type": ["string", "number"]}}),
+        "the cell shown first, e.g. `{subject: cat, style: dali}`",
+        ("page",),
+        None,
+        "first option of each axis",
+    ),
+    Setting(
+        "cover",
+        Special("mapping of axis: option", {"type": "object", "additionalProperties": {"type": ["string", "number"]}}),
+        "the cell whose first image becomes the card picture (front matter `img`)",
+        ("page",),
+        None,
+        "the default cell",
+    ),
+    Setting(
+        "intro",
+        Text(),
+        "Markdown above the gallery. Yours, so Liquid and HTML work there; prompt text never gets that treatment.",
+        ("page",),
+        "",
+    ),
     Setting("body", Text(), "Markdown below the gallery, like `intro`", ("page",), ""),
     # site: the standalone site/
     Setting("title", Text(empty_ok=False), "the site's title", ("site",), None, "the page title"),
     Setting("description", Text(), "the site's description", ("site",), None, "the page description"),
     Setting("url", Text(), "where the site is served, e.g. `https://user.github.io`", ("site",), ""),
-    Setting("baseurl", Text(pattern=BASEURL, mismatch="{value} must start with '/' and not end with one",
-                            hint="for https://user.github.io/repo/ write baseurl: /repo", shown_as="empty or `/path`"),
-            "`/repo` for a project site at `user.github.io/repo/` (`jekyll build --baseurl` overrides it)",
-            ("site",), ""),
+    Setting(
+        "baseurl",
+        Text(
+            pattern=BASEURL,
+            mismatch="{value} must start with '/' and not end with one",
+            hint="for https://user.github.io/repo/ write baseurl: /repo",
+            shown_as="empty or `/path`",
+        ),
+        "`/repo` for a project site at `user.github.io/repo/` (`jekyll build --baseurl` overrides it)",
+        ("site",),
+        "",
+    ),
     # paths and limits
-    Setting("cache", Special("folder", {"type": ["string", "number"], "minLength": 1}), "the render cache, relative to "
-            "`prompts.yaml`", ("paths",), ".gallery-cache"),
-    Setting("site", Special("folder", {"type": ["string", "number"], "minLength": 1}), "the generated Jekyll site, relative "
-            "to `prompts.yaml`", ("paths",), "site"),
-    Setting("templates", Special("folder", {"type": ["string", "number"], "minLength": 1}), "your templates, overriding the "
-            "package's own, relative to `prompts.yaml`", ("paths",), "templates"),
-    Setting("max_images", Whole(1, 10**9), "a build that would render more stops unless you pass `--yes`",
-            ("limits",), 10_000),
+    Setting(
+        "cache",
+        Special("folder", {"type": ["string", "number"], "minLength": 1}),
+        "the render cache, relative to `prompts.yaml`",
+        ("paths",),
+        ".gallery-cache",
+    ),
+    Setting(
+        "site",
+        Special("folder", {"type": ["string", "number"], "minLength": 1}),
+        "the generated Jekyll site, relative to `prompts.yaml`",
+        ("paths",),
+        "site",
+    ),
+    Setting(
+        "templates",
+        Special("folder", {"type": ["string", "number"], "minLength": 1}),
+        "your templates, overriding the package's own, relative to `prompts.yaml`",
+        ("paths",),
+        "templates",
+    ),
+    Setting(
+        "max_images",
+        Whole(1, 10**9),
+        "a build that would render more stops unless you pass `--yes`",
+        ("limits",),
+        10_000,
+    ),
 )
 
-BY_NAME: dict[str, dict[str, Setting]] = {place: {s.name: s for s in SETTINGS if place in s.places}
-                                          for place in PLACES}
+BY_NAME: dict[str, dict[str, Setting]] = {place: {s.name: s for s in SETTINGS if place in s.places} for place in PLACES}
 
 
 def names(place: str) -> tuple[str, ...]:
@@ -451,6 +680,13 @@ def got(value: Any) -> str:
 
 
 def kind_of(value: Any) -> str:
-    names_: dict[type, str] = {dict: "a mapping", list: "a list", str: "text", bool: "true/false",
-                               int: "a number", float: "a number", type(None): "nothing"}
+    names_: dict[type, str] = {
+        dict: "a mapping",
+        list: "a list",
+        str: "text",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        type(None): "nothing",
+    }
     return names_.get(type(value), type(value).__name__)

@@ -29,8 +29,9 @@ from gallery.webimages import WebImage, derive
 
 # Inside an installed wheel the templates ship in the package; in a checkout they stand at the top.
 _HERE = Path(__file__).resolve().parent
-BUILTIN_TEMPLATES = next((p for p in (_HERE / "templates", _HERE.parent / "templates") if p.is_dir()),
-                         _HERE.parent / "templates")
+BUILTIN_TEMPLATES = next(
+    (p for p in (_HERE / "templates", _HERE.parent / "templates") if p.is_dir()), _HERE.parent / "templates"
+)
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 STANDALONE_FILES = ("_config.yml", "_layouts/default.html", "_layouts/page.html", "index.html", "assets/css/site.css")
 
@@ -73,19 +74,33 @@ def environment(templates_dir: Path) -> Environment:
         loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))  # a user's folder may override a few
     env = Environment(
         loader=ChoiceLoader(loaders),
-        variable_start_string="[[", variable_end_string="]]",
-        block_start_string="[%", block_end_string="%]",
-        comment_start_string="[#", comment_end_string="#]",
-        autoescape=True, finalize=liquid_safe, undefined=StrictUndefined,
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        autoescape=True,
+        finalize=liquid_safe,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["url_path"] = url_path
     env.filters["yaml_string"] = yaml_string
     return env
 
 
-def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standalone: bool = True,
-               entries: dict[str, dict] | None = None, on_wait=lambda: None) -> SiteReport:
+def build_site(
+    plan: Plan,
+    cache: Cache,
+    site_dir: Path | None = None,
+    *,
+    standalone: bool = True,
+    entries: dict[str, dict] | None = None,
+    on_wait=lambda: None,
+) -> SiteReport:
     """Write the gallery into `site_dir` (default: config's site/). `standalone` adds the Jekyll
     site around it; without it (`--into` an existing site) only the gallery's own files are
     written, and a file of the same name that this tool did not write stops the build.
@@ -100,12 +115,15 @@ def build_site(plan: Plan, cache: Cache, site_dir: Path | None = None, *, standa
             return _build(plan, cache, out, records, standalone, entries)
     except OSError as err:  # a full disk, a read-only folder: the previous site is still whole
         where = f" ({err.filename})" if err.filename else ""
-        raise GalleryError(f"cannot write the site: {err.strerror or err}{where}; fix that and run again: every "
-                           "file already written is whole, and the next run completes the site") from None
+        raise GalleryError(
+            f"cannot write the site: {err.strerror or err}{where}; fix that and run again: every "
+            "file already written is whole, and the next run completes the site"
+        ) from None
 
 
-def _build(plan: Plan, cache: Cache, out: Path, records: SiteRecords, standalone: bool,
-           entries: dict[str, dict] | None) -> SiteReport:
+def _build(
+    plan: Plan, cache: Cache, out: Path, records: SiteRecords, standalone: bool, entries: dict[str, dict] | None
+) -> SiteReport:
     config = plan.config
     slug, source = config.page.slug, config.source.resolve()
     report = SiteReport()
@@ -126,16 +144,24 @@ def _build(plan: Plan, cache: Cache, out: Path, records: SiteRecords, standalone
             if job.key in available:
                 thumb, full = manifest_mod.web_paths(plan, cell, job)
                 published = shown[job.key]
-                webs.append(WebImage(published, cache.png_path(published), entries[published]["png"]["sha256"],
-                                     out / thumb, out / full))
+                webs.append(
+                    WebImage(
+                        published,
+                        cache.png_path(published),
+                        entries[published]["png"]["sha256"],
+                        out / thumb,
+                        out / full,
+                    )
+                )
     data_paths = [manifest_mod.manifest_path(plan), manifest_mod.cover_path(plan)]
     data_paths += [manifest_mod.cell_path(plan, cell) for cell in plan.cells]
     web_paths = [_rel(out, p) for w in webs for p in (w.thumb, w.full)]
     records.begin(slug, source, [*page_templates, *data_paths, *web_paths])
 
     recorded = records.records[slug].files
-    todo = [w for w in webs if not (_whole(out, _rel(out, w.thumb), recorded)
-                                    and _whole(out, _rel(out, w.full), recorded))]
+    todo = [
+        w for w in webs if not (_whole(out, _rel(out, w.thumb), recorded) and _whole(out, _rel(out, w.full), recorded))
+    ]
     report.converted, refused = derive(todo)
     report.refused = len(refused)
     available = {key for key in available if shown[key] not in refused}
@@ -207,8 +233,7 @@ def _json(data: dict) -> bytes:
     return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env: Environment,
-                standalone: bool) -> dict:
+def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env: Environment, standalone: bool) -> dict:
     config = plan.config
     page = config.page
     slug = page.slug
@@ -227,8 +252,10 @@ def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env:
         "intro": Markup(page.intro),
         "body": Markup(page.body),
     }
-    return {rel: env.get_template(template).render(context, **extra).encode("utf-8")
-            for rel, (template, extra) in _page_templates(plan, standalone).items()}
+    return {
+        rel: env.get_template(template).render(context, **extra).encode("utf-8")
+        for rel, (template, extra) in _page_templates(plan, standalone).items()
+    }
 
 
 def _front_matter(plan: Plan, cover: str | None) -> str:

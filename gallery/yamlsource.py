@@ -49,22 +49,24 @@ def load_yaml(path: Path) -> Located:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise ConfigError(f"byte 0x{raw[err.start]:02x} is not valid UTF-8", line=line,
-                          hint="save the file as UTF-8") from None
+        raise ConfigError(
+            f"byte 0x{raw[err.start]:02x} is not valid UTF-8", line=line, hint="save the file as UTF-8"
+        ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    if all(not l.strip() or l.strip().startswith("#") for l in text.splitlines()):
-        raise ConfigError("the file is empty", line=1,
-                          hint="list at least one axis under 'axes:' (see the README)")
+    if all(not line.strip() or line.strip().startswith("#") for line in text.splitlines()):
+        raise ConfigError("the file is empty", line=1, hint="list at least one axis under 'axes:' (see the README)")
     try:
         _check_depth(text)  # before composing: PyYAML's composer recurses once per level
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         raise _syntax_error(err, text) from None
     except yaml.reader.ReaderError as err:  # a control character such as U+0007
-        raise ConfigError(f"character U+{err.character:04X} is not allowed in YAML",
-                          line=text[: err.position].count("\n") + 1,
-                          hint='delete it, or write it as an escape inside double quotes, e.g. "\\x07"') from None
+        raise ConfigError(
+            f"character U+{err.character:04X} is not allowed in YAML",
+            line=text[: err.position].count("\n") + 1,
+            hint='delete it, or write it as an escape inside double quotes, e.g. "\\x07"',
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"YAML error: {err}".splitlines()[0], line=1) from None
     if node is None:
@@ -81,8 +83,11 @@ def _check_depth(text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", line=event.start_mark.line + 1,
-                                  hint="a prompts.yaml needs a handful of levels; close the brackets you opened")
+                raise ConfigError(
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    line=event.start_mark.line + 1 if event.start_mark else None,
+                    hint="a prompts.yaml needs a handful of levels; close the brackets you opened",
+                )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -126,23 +131,38 @@ class _Converter:
         self.budget -= 1
         if self.budget < 0 or depth > MAX_DEPTH:
             where = path[:2]  # the section and key that hold it, not the path 50 aliases deep
-            raise ConfigError("the document is too large or too deeply nested (an alias bomb?)",
-                              line=self.lines.get(where, node.start_mark.line + 1), key=dotted(where) or None,
-                              hint="remove YAML anchors/aliases that refer to each other")
+            raise ConfigError(
+                "the document is too large or too deeply nested (an alias bomb?)",
+                line=self.lines.get(where, node.start_mark.line + 1),
+                key=dotted(where) or None,
+                hint="remove YAML anchors/aliases that refer to each other",
+            )
         line = node.start_mark.line + 1
         if node.tag not in self.constructor.yaml_constructors:  # !!python/object and other unknown tags
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            raise ConfigError(f"cannot read this value: unknown tag {tag!r}", line=line, key=dotted(path) or None,
-                              hint="remove the tag")
+            raise ConfigError(
+                f"cannot read this value: unknown tag {tag!r}",
+                line=line,
+                key=dotted(path) or None,
+                hint="remove the tag",
+            )
         if isinstance(node, yaml.ScalarNode):
             try:
                 value = self.constructor.construct_object(node, deep=True)
             except Exception as err:  # a bad !!tag, a date like 2001-13-45, a 5000-digit number
-                problem = (err.problem if isinstance(err, yaml.constructor.ConstructorError) else
-                           str(err).split(";")[0] if isinstance(err, ValueError) else
-                           f"not a valid {node.tag.rpartition(':')[2]}")
-                raise ConfigError(f"cannot read this value: {problem}", line=line, key=dotted(path) or None,
-                                  hint="put it in quotes to keep it as text") from None
+                problem = (
+                    err.problem
+                    if isinstance(err, yaml.constructor.ConstructorError)
+                    else str(err).split(";")[0]
+                    if isinstance(err, ValueError)
+                    else f"not a valid {node.tag.rpartition(':')[2]}"
+                )
+                raise ConfigError(
+                    f"cannot read this value: {problem}",
+                    line=line,
+                    key=dotted(path) or None,
+                    hint="put it in quotes to keep it as text",
+                ) from None
             if isinstance(value, str):
                 return _join_surrogates(value, line, path)
             if isinstance(value, (int, float, datetime.date)) and not isinstance(value, bool):
@@ -166,8 +186,12 @@ class _Converter:
                 sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 for source in sources:
                     if not isinstance(source, yaml.MappingNode):
-                        raise ConfigError("'<<' merges mappings only", line=source.start_mark.line + 1,
-                                          key=dotted(path) or None, hint="write <<: *name, where &name is a mapping")
+                        raise ConfigError(
+                            "'<<' merges mappings only",
+                            line=source.start_mark.line + 1,
+                            key=dotted(path) or None,
+                            hint="write <<: *name, where &name is a mapping",
+                        )
                     for key, value in self.convert(source, path, depth + 1).items():
                         result.setdefault(key, value)
         first_line: dict = {}
@@ -176,15 +200,24 @@ class _Converter:
                 continue
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                raise ConfigError("a key must be plain text, not a list or mapping", line=line,
-                                  key=dotted(path) or None)
+                raise ConfigError(
+                    "a key must be plain text, not a list or mapping", line=line, key=dotted(path) or None
+                )
             key = _join_surrogates(key_node.value, line, path)  # as written: `01` stays "01", `yes` stays "yes"
             if not key.strip() or not key.isprintable():
-                raise ConfigError("empty key" if not key.strip() else f"the key {key!r} holds a control character",
-                                  line=line, key=dotted(path) or None, hint="a key is plain text on one line")
+                raise ConfigError(
+                    "empty key" if not key.strip() else f"the key {key!r} holds a control character",
+                    line=line,
+                    key=dotted(path) or None,
+                    hint="a key is plain text on one line",
+                )
             if key in first_line:
-                raise ConfigError(f"duplicate key '{key}' (first at line {first_line[key]})", line=line,
-                                  key=dotted(path + (key,)), hint="each key may appear once")
+                raise ConfigError(
+                    f"duplicate key '{key}' (first at line {first_line[key]})",
+                    line=line,
+                    key=dotted(path + (key,)),
+                    hint="each key may appear once",
+                )
             first_line[key] = line
             self.lines[path + (key,)] = line
             result[key] = self.convert(value_node, path + (key,), depth + 1)
@@ -192,14 +225,18 @@ class _Converter:
 
 
 def _join_surrogates(value: str, line: int, path: tuple) -> str:
-    """"\\ud83d\\udc31" escapes arrive as two surrogate halves: join them; refuse a lone half."""
+    """ "\\ud83d\\udc31" escapes arrive as two surrogate halves: join them; refuse a lone half."""
     if not any("\ud800" <= c <= "\udfff" for c in value):
         return value
     try:
         return value.encode("utf-16", "surrogatepass").decode("utf-16")
     except UnicodeDecodeError:
-        raise ConfigError("broken \\u escape (half of a surrogate pair)", line=line,
-                          key=dotted(path) or None, hint="write the character itself") from None
+        raise ConfigError(
+            "broken \\u escape (half of a surrogate pair)",
+            line=line,
+            key=dotted(path) or None,
+            hint="write the character itself",
+        ) from None
 
 
 def dotted(path: tuple) -> str:
@@ -208,4 +245,3 @@ def dotted(path: tuple) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-

@@ -31,8 +31,21 @@ def page_url(site_dir: Path, slug: str, tmp: Path) -> Iterator[str]:
     if jekyll is None:
         yield serve_in_thread(site_dir, slug)[1]
         return
-    subprocess.run([jekyll, "build", "--source", str(site_dir), "--destination", str(tmp / "_site"),
-                    "--baseurl", "", "--disable-disk-cache", "--quiet"], check=True)
+    subprocess.run(
+        [
+            jekyll,
+            "build",
+            "--source",
+            str(site_dir),
+            "--destination",
+            str(tmp / "_site"),
+            "--baseurl",
+            "",
+            "--disable-disk-cache",
+            "--quiet",
+        ],
+        check=True,
+    )
     with serve_static(tmp / "_site") as base:
         yield f"{base}/projects/{slug}/"
 
@@ -52,8 +65,11 @@ def main() -> int:
         return 1
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp, page_url(config.site_dir, config.page.slug, Path(tmp)) as url, \
-            sync_playwright() as p:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        page_url(config.site_dir, config.page.slug, Path(tmp)) as url,
+        sync_playwright() as p,
+    ):
         url += args.query
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})

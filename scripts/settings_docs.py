@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gallery import schema  # noqa: E402
+from gallery import schema
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"

@@ -19,10 +19,12 @@ def needs_spandrel() -> pytest.MarkDecorator:
     try:
         import spandrel  # noqa: F401
     except Exception as err:  # ImportError, or torchvision's own error on a torch it was not built for
-        return pytest.mark.skipif(not os.environ.get("GALLERY_REQUIRE_ESRGAN"),
-                                  reason=f"spandrel does not import ({type(err).__name__}: {err}); install "
-                                         "torchvision for your torch, then pip install -e '.[esrgan]'; "
-                                         "CI sets GALLERY_REQUIRE_ESRGAN=1")
+        return pytest.mark.skipif(
+            not os.environ.get("GALLERY_REQUIRE_ESRGAN"),
+            reason=f"spandrel does not import ({type(err).__name__}: {err}); install "
+            "torchvision for your torch, then pip install -e '.[esrgan]'; "
+            "CI sets GALLERY_REQUIRE_ESRGAN=1",
+        )
     return pytest.mark.skipif(False, reason="spandrel imports")
 
 

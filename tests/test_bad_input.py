@@ -45,7 +45,7 @@ def assert_one_message(err: str, path: Path, line: int, key: str | None, needle:
     assert "Traceback" not in err
     lines = err.rstrip("\n").split("\n")
     assert 1 <= len(lines) <= 3, f"more than one message:\n{err}"
-    assert all(l.startswith("  hint: ") for l in lines[1:]), f"only a hint may follow the message:\n{err}"
+    assert all(line.startswith("  hint: ") for line in lines[1:]), f"only a hint may follow the message:\n{err}"
     where = f"error: {path}:{line}: "
     assert lines[0].startswith(where), f"expected {where!r}, got:\n{err}"
     if key is not None:
@@ -99,10 +99,16 @@ def test_too_many_images_stops_before_torch_and_writes_nothing(tmp_path):
     assert load_config(path).max_images == 5  # the file itself is valid: the CLI stops it
     before = everything_under(tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "gallery", "render", "-c", str(path)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    imported = [l.rsplit("|", 1)[-1].strip() for l in proc.stderr.splitlines() if l.startswith("import time:")]
-    err = "".join(l + "\n" for l in proc.stderr.splitlines() if not l.startswith("import time:"))
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gallery", "render", "-c", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    err = "".join(line + "\n" for line in proc.stderr.splitlines() if not line.startswith("import time:"))
     assert proc.returncode == 2, err
     assert "Traceback" not in err and proc.stdout == ""
     lines = err.rstrip("\n").split("\n")
@@ -115,21 +121,95 @@ def test_too_many_images_stops_before_torch_and_writes_nothing(tmp_path):
 
 # -- property: load_config returns a Config or raises ConfigError, never anything else --------------
 
-KEY_NAMES = sorted(set(config_module.TOP_KEYS + config_module.PICTURE_KEYS + config_module.RUNTIME_KEYS
-                       + config_module.UPSCALE_KEYS + (
-    "options", "label", "prompt", "slug", "title", "description", "importance", "category", "layout", "default",
-    "cover", "intro", "body", "url", "baseurl", "cache", "site", "templates", "max_images", "subject", "style",
-    "cat", "dog", "Cat", "<<", "use_karras_sigmas")))
-VALUES = ["auto", "cpu", "cuda:0", "ddim", "euler_a", "DDIMScheduler", "StableDiffusionPipeline", "float16",
-          "./model.ckpt", "./missing", ".", "~", "owner/name", "{subject}", "{subject} {style}", "{", "}",
-          "/repo", "repo/", "cat", "yes", "no", "sequential", "", " ", "\n", "\x00", "caf\u00e9", "\U0001f431",
-          "\u202e", "..", "a/b", "{{ site.title }}", "<script>", "lanczos", "ldsr", "sd-x4", "./x.pth"]
+KEY_NAMES = sorted(
+    set(
+        config_module.TOP_KEYS
+        + config_module.PICTURE_KEYS
+        + config_module.RUNTIME_KEYS
+        + config_module.UPSCALE_KEYS
+        + (
+            "options",
+            "label",
+            "prompt",
+            "slug",
+            "title",
+            "description",
+            "importance",
+            "category",
+            "layout",
+            "default",
+            "cover",
+            "intro",
+            "body",
+            "url",
+            "baseurl",
+            "cache",
+            "site",
+            "templates",
+            "max_images",
+            "subject",
+            "style",
+            "cat",
+            "dog",
+            "Cat",
+            "<<",
+            "use_karras_sigmas",
+        )
+    )
+)
+VALUES = [
+    "auto",
+    "cpu",
+    "cuda:0",
+    "ddim",
+    "euler_a",
+    "DDIMScheduler",
+    "StableDiffusionPipeline",
+    "float16",
+    "./model.ckpt",
+    "./missing",
+    ".",
+    "~",
+    "owner/name",
+    "{subject}",
+    "{subject} {style}",
+    "{",
+    "}",
+    "/repo",
+    "repo/",
+    "cat",
+    "yes",
+    "no",
+    "sequential",
+    "",
+    " ",
+    "\n",
+    "\x00",
+    "caf\u00e9",
+    "\U0001f431",
+    "\u202e",
+    "..",
+    "a/b",
+    "{{ site.title }}",
+    "<script>",
+    "lanczos",
+    "ldsr",
+    "sd-x4",
+    "./x.pth",
+]
 
 safe_keys = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,6}", fullmatch=True)
 keys = st.one_of(st.sampled_from(KEY_NAMES), safe_keys, st.text(min_size=1, max_size=8))
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(-10, 5000), st.floats(), st.text(max_size=16),
-    st.sampled_from(VALUES), st.dates(), st.binary(max_size=6),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-10, 5000),
+    st.floats(),
+    st.text(max_size=16),
+    st.sampled_from(VALUES),
+    st.dates(),
+    st.binary(max_size=6),
 )
 documents = st.recursive(
     scalars,
@@ -137,24 +217,79 @@ documents = st.recursive(
     max_leaves=30,
 )
 settings_like = st.dictionaries(st.sampled_from(KEY_NAMES) | keys, scalars | documents, max_size=6)
-option = st.one_of(st.text(max_size=12), scalars, documents,
-                   st.fixed_dictionaries({"prompt": st.text(max_size=12)},
-                                         optional={"label": scalars, "render": settings_like}))
+option = st.one_of(
+    st.text(max_size=12),
+    scalars,
+    documents,
+    st.fixed_dictionaries({"prompt": st.text(max_size=12)}, optional={"label": scalars, "render": settings_like}),
+)
 some_keys = st.text(min_size=1, max_size=4)
-options = st.dictionaries(st.sampled_from(["cat", "dog", "Cat"]) | safe_keys | some_keys, option,
-                          min_size=1, max_size=3)
+options = st.dictionaries(
+    st.sampled_from(["cat", "dog", "Cat"]) | safe_keys | some_keys, option, min_size=1, max_size=3
+)
 axis = st.one_of(options, documents, st.fixed_dictionaries({"options": options}, optional={"label": scalars}))
 shaped = st.fixed_dictionaries(  # near-valid files, to get past the first checks into the deep ones
-    {"axes": st.dictionaries(st.sampled_from(["subject", "style"]) | safe_keys | some_keys, axis,
-                             min_size=1, max_size=3)},
-    optional={"render": settings_like, "page": settings_like, "site": settings_like, "paths": settings_like,
-              "limits": settings_like, "upscale": settings_like,
-              "prompt": st.sampled_from(VALUES) | st.text(max_size=12)},
+    {
+        "axes": st.dictionaries(
+            st.sampled_from(["subject", "style"]) | safe_keys | some_keys, axis, min_size=1, max_size=3
+        )
+    },
+    optional={
+        "render": settings_like,
+        "page": settings_like,
+        "site": settings_like,
+        "paths": settings_like,
+        "limits": settings_like,
+        "upscale": settings_like,
+        "prompt": st.sampled_from(VALUES) | st.text(max_size=12),
+    },
 )
-TOKENS = ["axes:", "render:", "subject:", "cat: a cat", "\n", "\n  ", "\n    ", "\t", " ", ": ", "- ", "[", "]",
-          "{", "}", ",", "&a ", "*a", "<<: ", "!!", "!!binary ", "!!float ", "? ", "|", ">", "'", '"', "#", "---",
-          "...", "%YAML 1.1", "\\u", "\\ud83d", "~", "null", "yes", "0x1F", "1e3", "2024-13-45", "010", ".inf",
-          "\x07", "\ufeff", "caf\u00e9"]
+TOKENS = [
+    "axes:",
+    "render:",
+    "subject:",
+    "cat: a cat",
+    "\n",
+    "\n  ",
+    "\n    ",
+    "\t",
+    " ",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&a ",
+    "*a",
+    "<<: ",
+    "!!",
+    "!!binary ",
+    "!!float ",
+    "? ",
+    "|",
+    ">",
+    "'",
+    '"',
+    "#",
+    "---",
+    "...",
+    "%YAML 1.1",
+    "\\u",
+    "\\ud83d",
+    "~",
+    "null",
+    "yes",
+    "0x1F",
+    "1e3",
+    "2024-13-45",
+    "010",
+    ".inf",
+    "\x07",
+    "\ufeff",
+    "caf\u00e9",
+]
 raw_text = st.one_of(st.text(max_size=200), st.lists(st.sampled_from(TOKENS), max_size=40).map("".join))
 HYPOTHESIS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOWER = settings(HYPOTHESIS, max_examples=200)  # documents take longer to draw; the example to load

@@ -45,8 +45,11 @@ def test_store_good_stores_good_pictures_and_reports_the_rest():
         def update(self, n):
             ticks.append(n)
 
-    batches = [(["a", "b"], [good, nan], {"batch_size": 2}), (["c"], [black], {"batch_size": 1}),
-               (["d"], [good], {"batch_size": 1})]
+    batches = [
+        (["a", "b"], [good, nan], {"batch_size": 2}),
+        (["c"], [black], {"batch_size": 1}),
+        (["d"], [good], {"batch_size": 1}),
+    ]
     result = store_good(batches, lambda item, image, made: stored.update({item: (image.size, made)}), Progress())
     assert stored == {"a": ((4, 4), {"batch_size": 2}), "d": ((4, 4), {"batch_size": 1})}
     assert [(item, fault.split(" ")[0]) for item, fault in result.rejected] == [("b", "NaN"), ("c", "an")]

@@ -13,8 +13,14 @@ pytestmark = pytest.mark.slow
 
 
 def run(script: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
-                            capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
 

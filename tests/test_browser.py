@@ -15,7 +15,7 @@ from gallery.config import load_config
 from test_site import NASTY_LABEL, NASTY_PROMPT, jekyll_build
 
 sys.path.insert(0, str(REPO))
-from scripts.browser import CHROMIUM, FLAGS, serve_static  # noqa: E402
+from scripts.browser import CHROMIUM, FLAGS, serve_static
 
 REQUIRED = bool(os.environ.get("GALLERY_REQUIRE_BROWSER"))
 playwright_api = pytest.importorskip("playwright.sync_api") if not REQUIRED else __import__("playwright.sync_api")
@@ -30,24 +30,30 @@ BASEURL = "/repo"
 def served(tmp_path_factory, tiny_sd):
     """(page URL, manifest) of a gallery built by the CLI, built by Jekyll, served over HTTP."""
     work = tmp_path_factory.mktemp("browser")
-    prompts = write_prompts(work, f"""
+    prompts = write_prompts(
+        work,
+        f"""
         page: {{title: Browser test, slug: browser, description: tested in Chromium}}
         render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 6}}
         axes:
           subject:
             cat: a cat
-            evil: {{prompt: {json.dumps(NASTY_PROMPT, ensure_ascii=False)}, label: {json.dumps(NASTY_LABEL, ensure_ascii=False)}}}
+            evil:
+              prompt: {json.dumps(NASTY_PROMPT, ensure_ascii=False)}
+              label: {json.dumps(NASTY_LABEL, ensure_ascii=False)}
           style:
             oil: oil painting
             ink: {{prompt: ink drawing, label: Ink, render: {{negative_prompt: colour}}}}
-    """)
+    """,
+    )
     assert main(["build", "-c", str(prompts)]) == 0
     root = work / "www"
     result = jekyll_build(load_config(prompts).site_dir, root / BASEURL.strip("/"), BASEURL)
     assert result.returncode == 0, result.stderr
     index = json.loads((root / "repo/assets/img/browser/manifest.json").read_text())
-    manifest = dict(index, cells={path: json.loads((root / "repo" / file).read_text())
-                                  for path, file in index["cells"].items()})
+    manifest = dict(
+        index, cells={path: json.loads((root / "repo" / file).read_text()) for path, file in index["cells"].items()}
+    )
     with serve_static(root) as base:
         yield f"{base}{BASEURL}/projects/browser/", manifest
 
@@ -74,13 +80,17 @@ class Visit:
         self.problems: list[str] = []
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
         # an image load cut short by the next click (ERR_ABORTED) is not a fault
-        self.page.on("requestfailed", lambda r: "ERR_ABORTED" not in (r.failure or "")
-                     and self.problems.append(f"failed {r.url}: {r.failure}"))
+        self.page.on(
+            "requestfailed",
+            lambda r: "ERR_ABORTED" not in (r.failure or "") and self.problems.append(f"failed {r.url}: {r.failure}"),
+        )
         self.page.on("console", lambda m: m.type in ("error", "warning") and self.problems.append(m.text))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         # a Content-Security-Policy violation is a problem too (an event, beside Chromium's own console line)
-        self.page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
-                                  "console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`))")
+        self.page.add_init_script(
+            "document.addEventListener('securitypolicyviolation', e => "
+            "console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`))"
+        )
         self.page.goto(url)
         if context.get("java_script_enabled", True):
             self.page.wait_for_selector("select[data-axis]:not([disabled])")
@@ -92,7 +102,10 @@ class Visit:
         """The grid fills after the cell's file arrives: wait for exactly these thumbnails."""
         self.page.wait_for_function(
             "want => JSON.stringify([...document.querySelectorAll('.pg-grid img')]"
-            ".map(e => new URL(e.src).pathname)) === JSON.stringify(want)", arg=expected, timeout=10_000)
+            ".map(e => new URL(e.src).pathname)) === JSON.stringify(want)",
+            arg=expected,
+            timeout=10_000,
+        )
 
     def close(self, expected: tuple[str, ...] = ()) -> None:
         """Close; every problem seen must be one the test caused (it holds one of `expected`)."""
@@ -168,8 +181,18 @@ def test_lightbox_opens_navigates_and_closes(served, browser):
     assert big.get_attribute("src").endswith(images[1]["full"])
     page.wait_for_function("document.querySelector('.pg-lb-img').naturalWidth === 64")
     recipe = page.locator(".pg-recipe").inner_text()
-    for text in ("a cat ink drawing", "Negative prompt", "colour", "Seed", str(images[1]["seed"]), "Steps", "2",
-                 "Model", "tiny-sd", "64×64"):
+    for text in (
+        "a cat ink drawing",
+        "Negative prompt",
+        "colour",
+        "Seed",
+        str(images[1]["seed"]),
+        "Steps",
+        "2",
+        "Model",
+        "tiny-sd",
+        "64×64",
+    ):
         assert text in recipe
     page.keyboard.press("ArrowRight")
     assert big.get_attribute("src").endswith(images[2]["full"])
@@ -213,7 +236,7 @@ def test_prompt_text_is_shown_literally_and_runs_nothing(served, browser):
 
 
 def test_without_javascript_the_default_cell_reads_well(served, browser):
-    url, manifest = served
+    url, _ = served
     v = Visit(browser, url, java_script_enabled=False)
     page = v.page
     assert page.locator(".pg-grid img").count() == 6
@@ -228,7 +251,9 @@ def test_without_javascript_the_default_cell_reads_well(served, browser):
 def test_two_columns_on_phones_four_on_desktop(served, browser, viewport, columns):
     url, _ = served
     v = Visit(browser, url, viewport=viewport)
-    lefts = v.page.eval_on_selector_all(".pg-grid img", "els => els.map(e => Math.round(e.getBoundingClientRect().left))")
+    lefts = v.page.eval_on_selector_all(
+        ".pg-grid img", "els => els.map(e => Math.round(e.getBoundingClientRect().left))"
+    )
     assert len(set(lefts)) == columns
     v.close()
 
@@ -236,8 +261,10 @@ def test_two_columns_on_phones_four_on_desktop(served, browser, viewport, column
 # -- what the reader sees when a file does not come ------------------------------------------------
 
 STATUS = ".pg-status"
-STRICT_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-              "base-uri 'none'; form-action 'none'")
+STRICT_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 
 def answer(status: int, body: str = "not here"):
@@ -245,8 +272,11 @@ def answer(status: int, body: str = "not here"):
     return lambda route: route.fulfill(status=status, body=body, content_type="application/json")
 
 
-@pytest.mark.parametrize("status,body,reason", [(404, "not here", "HTTP 404"), (200, '{"axes": [', "unreadable file")],
-                         ids=["404", "broken-json"])
+@pytest.mark.parametrize(
+    "status,body,reason",
+    [(404, "not here", "HTTP 404"), (200, '{"axes": [', "unreadable file")],
+    ids=["404", "broken-json"],
+)
 def test_a_manifest_that_fails_keeps_the_images_says_so_and_is_fetched_again(served, browser, status, body, reason):
     from playwright.sync_api import expect
 
@@ -328,7 +358,8 @@ def test_the_page_works_under_a_strict_content_security_policy(served, browser):
     page = v.page
     assert page.eval_on_selector_all("script:not([src])", "els => els.length") == 0  # no inline script
     handlers = page.eval_on_selector_all(
-        "*", "els => els.flatMap(e => [...e.attributes].filter(a => a.name.startsWith('on')).map(a => a.name))")
+        "*", "els => els.flatMap(e => [...e.attributes].filter(a => a.name.startsWith('on')).map(a => a.name))"
+    )
     assert handlers == []  # no inline handler
     assert page.locator("script[src$='prompt-gallery.js']").get_attribute("type") == "module"
     page.select_option("select[data-axis=subject]", "evil")

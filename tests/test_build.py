@@ -19,7 +19,9 @@ from gallery.project import open_project
 
 
 def small_project(folder: Path, model: Path, extra_render: str = "", axes: str | None = None) -> Path:
-    return write_prompts(folder, f"""
+    return write_prompts(
+        folder,
+        f"""
         page: {{title: Tiny test, default: {{subject: dog, style: oil}}}}
         render:
           model: {model}
@@ -31,9 +33,13 @@ def small_project(folder: Path, model: Path, extra_render: str = "", axes: str |
           dtype: float32
           {extra_render}
         axes:
-          {axes or '''subject: {cat: a cat, dog: a dog}
-          style: {oil: oil painting, ink: {prompt: ink drawing, label: Ink, render: {guidance: 3}}}'''}
-    """)
+          {
+            axes
+            or '''subject: {cat: a cat, dog: a dog}
+          style: {oil: oil painting, ink: {prompt: ink drawing, label: Ink, render: {guidance: 3}}}'''
+        }
+    """,
+    )
 
 
 def cache_entries(config_path: Path) -> set[str]:
@@ -57,8 +63,10 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     assert side["made"]["device"] == "cpu" and side["made"]["dtype"] == "float32"
     assert side["made"]["pipeline"] == "StableDiffusionPipeline" and "torch" in side["made"]["versions"]
     png = cache.png_path(job.key).read_bytes()
-    assert read_parameters(png) == ("a dog ink drawing\nNegative prompt: blurry\nSteps: 2, Sampler: Default, "
-                                    "CFG scale: 3, Seed: 11, Size: 64x64, Model: tiny-sd")
+    assert read_parameters(png) == (
+        "a dog ink drawing\nNegative prompt: blurry\nSteps: 2, Sampler: Default, "
+        "CFG scale: 3, Seed: 11, Size: 64x64, Model: tiny-sd"
+    )
     assert Image.open(cache.png_path(job.key)).size == (64, 64)
     assert not list(config.cache_dir.rglob(".tmp-*"))
 
@@ -79,7 +87,9 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     page = (site / "_projects/tiny-test.md").read_text()
     assert "layout: page" in page and "img: assets/img/tiny-test/cover.webp" in page
     gallery = (site / "_includes/prompt_gallery/tiny-test/gallery.html").read_text()
-    assert gallery.count("<img class=\"pg-img\"") == 2 and "a dog oil painting" in gallery  # the default cell, no JS needed
+    assert (
+        gallery.count('<img class="pg-img"') == 2 and "a dog oil painting" in gallery
+    )  # the default cell, no JS needed
 
 
 def test_second_build_renders_nothing_and_imports_no_torch(tmp_path, tiny_sd):
@@ -88,9 +98,11 @@ def test_second_build_renders_nothing_and_imports_no_torch(tmp_path, tiny_sd):
     config = load_config(prompts)
     stamps = {p: p.stat().st_mtime_ns for p in config.cache_dir.rglob("*") if p.is_file()}
     site_stamps = {p: p.stat().st_mtime_ns for p in config.site_dir.rglob("*") if p.is_file()}
-    code = ("import sys; from gallery.cli import main; rc = main(['build', '-c', sys.argv[1]]); "
-            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
-            "print('heavy:', heavy); sys.exit(rc)")
+    code = (
+        "import sys; from gallery.cli import main; rc = main(['build', '-c', sys.argv[1]]); "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+        "print('heavy:', heavy); sys.exit(rc)"
+    )
     result = subprocess.run([sys.executable, "-c", code, str(prompts)], capture_output=True, text=True, check=True)
     assert "heavy: []" in result.stdout and "all 8 images are cached" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in config.cache_dir.rglob("*") if p.is_file()} == stamps
@@ -127,10 +139,13 @@ def test_ldm_pipeline_warns_about_negative_prompt(tmp_path, tiny_ldm, capsys):
 
 def test_offline_hub_model_stops_before_writing_anything(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
-    prompts = write_prompts(tmp_path, """
+    prompts = write_prompts(
+        tmp_path,
+        """
         render: {model: CompVis/ldm-text2im-large-256, steps: 2}
         axes: {subject: {cat: a cat}}
-    """)
+    """,
+    )
     before = files_under(tmp_path)
     assert main(["build", "-c", str(prompts)]) == 1
     err = capsys.readouterr().err.strip()
@@ -166,14 +181,18 @@ def test_second_build_waits_for_the_first(tmp_path, tiny_sd):
     config = load_config(prompts)
     lines: list[str] = []
     with Cache(config.cache_dir).locked():  # a first build is running
-        proc = subprocess.Popen([sys.executable, "-m", "gallery", "render", "-c", str(prompts)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gallery", "render", "-c", str(prompts)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
         reader.start()
         deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None and not any("cache lock" in l for l in lines):
+        while time.time() < deadline and proc.poll() is None and not any("cache lock" in line for line in lines):
             time.sleep(0.2)
-        assert any("another build holds the cache lock; waiting" in l for l in lines), lines
+        assert any("another build holds the cache lock; waiting" in line for line in lines), lines
         time.sleep(1)
         assert proc.poll() is None, "the second build waits while the first holds the lock"
         assert not list(config.cache_dir.rglob("*.png")), "and writes nothing meanwhile"
@@ -195,8 +214,15 @@ def test_site_drops_images_that_left_the_matrix(tmp_path, tiny_sd):
 
 
 def test_each_cell_gets_its_own_scheduler(tmp_path, tiny_sd):
-    prompts = small_project(tmp_path, tiny_sd, axes='''subject: {dog: a dog}
-          style: {oil: {prompt: oil, render: {scheduler: euler_a}}, ink: ink, clay: {prompt: clay, render: {scheduler: dpm++_2m_karras}}}''')
+    prompts = small_project(
+        tmp_path,
+        tiny_sd,
+        axes="""subject: {dog: a dog}
+          style:
+            oil: {prompt: oil, render: {scheduler: euler_a}}
+            ink: ink
+            clay: {prompt: clay, render: {scheduler: dpm++_2m_karras}}""",
+    )
     assert main(["render", "-c", str(prompts)]) == 0
     config = load_config(prompts)
     made = {}
@@ -204,5 +230,8 @@ def test_each_cell_gets_its_own_scheduler(tmp_path, tiny_sd):
         data = json.loads(side.read_text())
         made[data["cell"][1]] = data["made"]["scheduler"]
     # "ink" keeps the model's own scheduler, whatever rendered before it
-    assert made == {"oil": "EulerAncestralDiscreteScheduler", "ink": "DDIMScheduler",
-                    "clay": "DPMSolverMultistepScheduler"}
+    assert made == {
+        "oil": "EulerAncestralDiscreteScheduler",
+        "ink": "DDIMScheduler",
+        "clay": "DPMSolverMultistepScheduler",
+    }

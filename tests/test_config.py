@@ -15,19 +15,34 @@ def test_example_is_the_original_matrix():
     assert config.runtime.samples == 16 and 9 * 12 * config.runtime.samples == 1728
     p = config.picture
     assert (p.model, p.scheduler, p.steps, p.guidance, p.width, p.height) == (
-        "CompVis/ldm-text2im-large-256", "ddim", 250, 7.5, 256, 256)
+        "CompVis/ldm-text2im-large-256",
+        "ddim",
+        250,
+        7.5,
+        256,
+        256,
+    )
     assert config.axes[1].option("dali").prompt == "as a painting of Dalí (1929), surrealist"
     page = config.page
     assert (page.title, page.description, page.importance, page.category) == (
-        "Discount DALL-E", "exploring text to image methods", 1, "Machine Learning")
+        "Discount DALL-E",
+        "exploring text to image methods",
+        1,
+        "Machine Learning",
+    )
     assert page.default == ("cat", "dali")
 
 
 def test_minimal_file_gets_defaults(tmp_path):
-    config = load_config(write_prompts(tmp_path, """
+    config = load_config(
+        write_prompts(
+            tmp_path,
+            """
         axes:
           subject: {cat: a cat, dog: a dog}
-    """))
+    """,
+        )
+    )
     assert len(config.axes) == 1 and config.axes[0].label == "Subject"
     assert config.axes[0].option("cat").label == "a cat"
     assert config.runtime.samples == 4 and config.runtime.device == "auto" and config.runtime.batch_size is None
@@ -36,7 +51,10 @@ def test_minimal_file_gets_defaults(tmp_path):
 
 
 def test_three_axes_template_and_overrides(tmp_path):
-    config = load_config(write_prompts(tmp_path, """
+    config = load_config(
+        write_prompts(
+            tmp_path,
+            """
         prompt: "{subject}, {style}, {light}"
         render: {negative_prompt: blurry, steps: 20}
         axes:
@@ -50,16 +68,27 @@ def test_three_axes_template_and_overrides(tmp_path):
                 label: Ink
                 render: {negative_prompt: colour, steps: 30, scheduler: Euler a}
           light: {day: daylight, night: at night}
-    """))
+    """,
+        )
+    )
     assert [a.name for a in config.axes] == ["subject", "style", "light"]
     ink = config.axes[1].option("ink")
-    assert ink.label == "Ink" and dict(ink.overrides) == {"negative_prompt": "colour", "steps": 30,
-                                                          "scheduler": "euler_a"}
+    assert ink.label == "Ink" and dict(ink.overrides) == {
+        "negative_prompt": "colour",
+        "steps": 30,
+        "scheduler": "euler_a",
+    }
     assert config.axes[1].label == "Art style"
 
 
 BAD = [
-    ("unknown key with suggestion", "axes: {s: {a: a}}\nrender:\n  stepz: 3\n", 3, "render.stepz", "did you mean 'steps'"),
+    (
+        "unknown key with suggestion",
+        "axes: {s: {a: a}}\nrender:\n  stepz: 3\n",
+        3,
+        "render.stepz",
+        "did you mean 'steps'",
+    ),
     ("unknown top-level", "axis: {s: {a: a}}\n", 1, "axis", "did you mean 'axes'"),
     ("missing axes", "render: {steps: 3}\n", 1, None, "missing 'axes'"),
     ("empty axis", "axes:\n  subject: {}\n", 2, "axes.subject", "no options"),
@@ -80,8 +109,13 @@ BAD = [
     ("bad template field", "prompt: '{subjet}'\naxes: {subject: {a: a}}\n", 1, "prompt", "did you mean '{subject}'"),
     ("bad default cell", "page: {default: {s: b}}\naxes: {s: {a: a}}\n", 1, "page.default.s", "not an option"),
     ("scheduler", "axes: {s: {a: a}}\nrender: {scheduler: eulr}\n", 2, "render.scheduler", "did you mean 'euler'"),
-    ("override unknown", "axes:\n  s:\n    a:\n      prompt: x\n      render: {samples: 3}\n", 5,
-     "axes.s.a.render.samples", "unknown key"),
+    (
+        "override unknown",
+        "axes:\n  s:\n    a:\n      prompt: x\n      render: {samples: 3}\n",
+        5,
+        "axes.s.a.render.samples",
+        "unknown key",
+    ),
     ("options as list", "axes:\n  s:\n    - a\n", 2, "axes.s", "not a list"),
 ]
 

@@ -31,8 +31,11 @@ def judge(images: list[Image.Image], colours: list[str], subjects: list[str]) ->
     """(colour hit rate, shape hit rate, what was seen instead) for pictures and what they should show."""
     seen_shapes = shapes.ShapeClassifier(str(CLASSIFIER)).predict(images)
     seen_colours = [shapes.dominant_colour(im) for im in images]
-    misses = [f"{c} {s}: saw {sc} {ss}"
-              for c, s, sc, ss in zip(colours, subjects, seen_colours, seen_shapes, strict=True) if (sc, ss) != (c, s)]
+    misses = [
+        f"{c} {s}: saw {sc} {ss}"
+        for c, s, sc, ss in zip(colours, subjects, seen_colours, seen_shapes, strict=True)
+        if (sc, ss) != (c, s)
+    ]
     colour_rate = sum(a == b for a, b in zip(seen_colours, colours, strict=True)) / len(images)
     shape_rate = sum(a == b for a, b in zip(seen_shapes, subjects, strict=True)) / len(images)
     return colour_rate, shape_rate, misses

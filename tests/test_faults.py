@@ -25,17 +25,22 @@ def plan_and_cache(prompts):
 
 def whole_entries(plan, cache) -> dict[str, tuple[int, int]]:
     """key -> (PNG inode, sidecar inode) of every complete entry; a rewrite changes the inodes."""
-    return {key: (cache.png_path(key).stat().st_ino, cache.sidecar_path(key).stat().st_ino)
-            for key in cache.whole_entries(plan.keys)}
+    return {
+        key: (cache.png_path(key).stat().st_ino, cache.sidecar_path(key).stat().st_ino)
+        for key in cache.whole_entries(plan.keys)
+    }
 
 
 def kill_project(folder, model, steps: int = 20):
-    return write_prompts(folder, f"""
+    return write_prompts(
+        folder,
+        f"""
         render: {{model: {model}, steps: {steps}, width: 64, height: 64, samples: 4, batch_size: 2}}
         axes:
           subject: {{a: a cat, b: a dog, c: a bird, d: a fish}}
           style: {{x: oil, y: ink, z: pencil, w: clay}}
-    """)
+    """,
+    )
 
 
 @pytest.mark.slow
@@ -48,8 +53,11 @@ def test_kill_nine_twenty_times_then_finish(tmp_path, tiny_sd):
     killed_mid_render = 0
     for attempt in range(20):
         before = whole_entries(plan, cache)
-        proc = subprocess.Popen([sys.executable, "-m", "gallery", "render", "-c", str(prompts)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gallery", "render", "-c", str(prompts)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if attempt % 3 == 0:  # a random moment of start-up (imports, model loading, lock)
             time.sleep(rng.uniform(0.3, 3.0))
         else:  # a random moment once images are being written
@@ -61,8 +69,8 @@ def test_kill_nine_twenty_times_then_finish(tmp_path, tiny_sd):
         proc.wait()
         after = whole_entries(plan, cache)
         assert {k: after.get(k) for k in before} == before, "a finished image was rendered again"
-        killed_mid_render += 0 < len(after) - len(before) and len(after) < len(plan.jobs)
-        for key in cache.keys():  # every entry is whole, or it is a lone PNG that the next run replaces
+        killed_mid_render += len(after) - len(before) > 0 and len(after) < len(plan.jobs)
+        for key in cache.keys():  # noqa: SIM118 (a Cache, not a dict) every entry is whole, or it is a lone PNG that the next run replaces
             if cache.sidecar_path(key).exists():
                 assert key in cache.whole_entries([key])
     assert killed_mid_render >= 5, "the kills should land while images are being written"
@@ -71,7 +79,7 @@ def test_kill_nine_twenty_times_then_finish(tmp_path, tiny_sd):
     after = whole_entries(plan, cache)
     assert {k: after[k] for k in before} == before and len(after) == len(plan.jobs)
     assert not list(cache.root.rglob(".tmp-*"))
-    ref_plan, ref_cache = plan_and_cache(reference)
+    _, ref_cache = plan_and_cache(reference)
     for job in plan.jobs:
         mine = np.asarray(Image.open(cache.png_path(job.key)), dtype=int)
         theirs = np.asarray(Image.open(ref_cache.png_path(job.key)), dtype=int)
@@ -202,7 +210,7 @@ def test_disk_full_stops_cleanly_and_keeps_what_was_finished(tmp_path, tiny_sd, 
     assert "cannot write to the cache" in err and "No space left on device" in err and "Traceback" not in err
     plan, cache = plan_and_cache(prompts)
     assert len(cache.whole_entries(plan.keys)) == 2
-    for key in cache.keys():
+    for key in cache.keys():  # noqa: SIM118 (a Cache, not a dict)
         assert not cache.sidecar_path(key).exists() or key in cache.whole_entries([key])
     assert not list(cache.root.rglob(".tmp-*"))  # the half-written temp files were removed
     assert main(["build", "-c", str(prompts)]) == 0
@@ -213,14 +221,24 @@ def test_a_model_that_is_not_text_to_image_gets_one_message(tmp_path, capsys):
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     model = tmp_path / "unconditional"
-    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=8)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(model)
-    prompts = write_prompts(tmp_path / "project", f"""
+    prompts = write_prompts(
+        tmp_path / "project",
+        f"""
         render: {{model: {model}, steps: 2, width: 64, height: 64, samples: 1}}
         axes: {{subject: {{cat: a cat}}}}
-    """)
+    """,
+    )
     before = files_under(tmp_path / "project")
     assert main(["build", "-c", str(prompts)]) == 1
     err = capsys.readouterr().err.strip()
@@ -229,10 +247,13 @@ def test_a_model_that_is_not_text_to_image_gets_one_message(tmp_path, capsys):
 
 
 def test_an_upscaler_given_as_the_render_model_gets_one_message(tmp_path, tiny_sd_upscaler, capsys):
-    prompts = write_prompts(tmp_path / "project", f"""
+    prompts = write_prompts(
+        tmp_path / "project",
+        f"""
         render: {{model: {tiny_sd_upscaler}, steps: 2, width: 64, height: 64, samples: 1}}
         axes: {{subject: {{cat: a cat}}}}
-    """)
+    """,
+    )
     before = files_under(tmp_path / "project")
     assert main(["build", "-c", str(prompts)]) == 1
     err = capsys.readouterr().err.strip()
@@ -264,10 +285,29 @@ def test_two_processes_share_the_rendering_through_accelerate(tmp_path, tiny_sd)
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     assert accelerate, "accelerate is a dependency"
     prompts = kill_project(tmp_path, tiny_sd, steps=3)
-    result = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                             "--mixed_precision", "no", "--dynamo_backend", "no",
-                             "-m", "gallery", "render", "-c", str(prompts)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "gallery",
+            "render",
+            "-c",
+            str(prompts),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "process 0 of 2" in result.stderr and "process 1 of 2" in result.stderr
     plan, cache = plan_and_cache(prompts)

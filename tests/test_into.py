@@ -13,18 +13,18 @@ from test_site import jekyll_build, needs_jekyll
 ALFOLIO_FILES = {
     "_config.yml": "title: My site\ncollections:\n  projects:\n    output: true\n    permalink: /projects/:name/\n",
     "_layouts/default.html": "<!DOCTYPE html><html><head><title>{{ page.title }}</title></head>"
-                             "<body>{{ content }}</body></html>\n",
-    "_layouts/page.html": "---\nlayout: default\n---\n<h1 class=\"post-title\">{{ page.title }}</h1>\n"
-                          "<p class=\"post-description\">{{ page.description }}</p>\n{{ content }}\n",
+    "<body>{{ content }}</body></html>\n",
+    "_layouts/page.html": '---\nlayout: default\n---\n<h1 class="post-title">{{ page.title }}</h1>\n'
+    '<p class="post-description">{{ page.description }}</p>\n{{ content }}\n',
     # al-folio's projects list: cards from the _projects collection, sorted by importance
     "projects.md": "---\nlayout: page\ntitle: projects\npermalink: /projects/\n---\n"
-                   "{% assign sorted = site.projects | sort: \"importance\" %}\n"
-                   "{% for project in sorted %}<div class=\"card\"><a href=\"{{ project.url | relative_url }}\">"
-                   "<img class=\"card-img-top\" src=\"{{ project.img | relative_url }}\" alt=\"project thumbnail\">"
-                   "<h2 class=\"card-title\">{{ project.title }}</h2><p class=\"card-text\">{{ project.description }}"
-                   "</p></a></div>{% endfor %}\n",
+    '{% assign sorted = site.projects | sort: "importance" %}\n'
+    '{% for project in sorted %}<div class="card"><a href="{{ project.url | relative_url }}">'
+    '<img class="card-img-top" src="{{ project.img | relative_url }}" alt="project thumbnail">'
+    '<h2 class="card-title">{{ project.title }}</h2><p class="card-text">{{ project.description }}'
+    "</p></a></div>{% endfor %}\n",
     "_projects/1_project.md": "---\nlayout: page\ntitle: An older project\ndescription: not ours\n"
-                              "img: assets/img/1.jpg\nimportance: 2\n---\nHello.\n",
+    "img: assets/img/1.jpg\nimportance: 2\n---\nHello.\n",
     "assets/img/1.jpg": "not really a jpeg",
     "assets/js/common.js": "console.log('theirs');\n",
 }
@@ -50,9 +50,19 @@ def test_into_writes_only_the_gallery_and_shows_the_card(tmp_path, tiny_sd, alfo
     assert main(["build", "-c", str(prompts), "--into", str(alfolio)]) == 0
     assert {rel: digest(alfolio, rel) for rel in ALFOLIO_FILES} == before  # theirs untouched
     added = files_under(alfolio) - set(ALFOLIO_FILES)
-    assert all(rel.startswith(("_projects/tiny-test.md", "_includes/prompt_gallery/tiny-test/",
-                               "assets/js/prompt-gallery.js", "assets/css/prompt-gallery.css",
-                               "assets/img/tiny-test/", ".prompt-gallery/")) for rel in added), added
+    assert all(
+        rel.startswith(
+            (
+                "_projects/tiny-test.md",
+                "_includes/prompt_gallery/tiny-test/",
+                "assets/js/prompt-gallery.js",
+                "assets/css/prompt-gallery.css",
+                "assets/img/tiny-test/",
+                ".prompt-gallery/",
+            )
+        )
+        for rel in added
+    ), added
     assert not (alfolio / "index.html").exists() and not (tmp_path / "gallery/site").exists()
 
     dest = tmp_path / "_site"

@@ -2,16 +2,29 @@ from PIL import Image
 
 from gallery.metadata import a1111_parameters, encode_png, read_parameters
 
-RECIPE = {"format": 1, "model": "hub:m@main", "pipeline": "auto", "scheduler": "ddim", "scheduler_options": {},
-          "prompt": "cat wearing sunglasses as a painting of Dalí (1929), surrealist", "negative_prompt": "",
-          "seed": 3, "steps": 250, "guidance": 7.5, "width": 256, "height": 256}
+RECIPE = {
+    "format": 1,
+    "model": "hub:m@main",
+    "pipeline": "auto",
+    "scheduler": "ddim",
+    "scheduler_options": {},
+    "prompt": "cat wearing sunglasses as a painting of Dalí (1929), surrealist",
+    "negative_prompt": "",
+    "seed": 3,
+    "steps": 250,
+    "guidance": 7.5,
+    "width": 256,
+    "height": 256,
+}
 
 
 def test_a1111_layout():
     text = a1111_parameters(RECIPE, "CompVis/ldm-text2im-large-256")
-    assert text == ("cat wearing sunglasses as a painting of Dalí (1929), surrealist\n"
-                    "Steps: 250, Sampler: DDIM, CFG scale: 7.5, Seed: 3, Size: 256x256, "
-                    "Model: CompVis/ldm-text2im-large-256")
+    assert text == (
+        "cat wearing sunglasses as a painting of Dalí (1929), surrealist\n"
+        "Steps: 250, Sampler: DDIM, CFG scale: 7.5, Seed: 3, Size: 256x256, "
+        "Model: CompVis/ldm-text2im-large-256"
+    )
     with_negative = a1111_parameters(dict(RECIPE, negative_prompt="blurry", guidance=7.0), "m")
     assert with_negative.splitlines()[1] == "Negative prompt: blurry"
     assert "CFG scale: 7," in with_negative

@@ -35,22 +35,41 @@ def test_key_depends_on_the_picture_not_on_the_machine(tmp_path):
         cache_key(p, "hub:x@abc123", "a cat", 3),
         cache_key(p, "hub:x@main", "a dog", 3),
         cache_key(p, "hub:x@main", "a cat", 4),
-    ] + [cache_key(replace(p, **{field: value}), "hub:x@main", "a cat", 3) for field, value in (
-        ("steps", 249), ("guidance", 7.0), ("width", 512), ("height", 512), ("scheduler", "euler"),
-        ("negative_prompt", "blurry"), ("pipeline", "StableDiffusionPipeline"),
-        ("scheduler_options", (("eta", 0.5),)))]
+    ] + [
+        cache_key(replace(p, **{field: value}), "hub:x@main", "a cat", 3)
+        for field, value in (
+            ("steps", 249),
+            ("guidance", 7.0),
+            ("width", 512),
+            ("height", 512),
+            ("scheduler", "euler"),
+            ("negative_prompt", "blurry"),
+            ("pipeline", "StableDiffusionPipeline"),
+            ("scheduler_options", (("eta", 0.5),)),
+        )
+    ]
     assert key not in changed and len(set(changed)) == len(changed)
+
     # how a picture is made (device, dtype, batch size, memory savers) is not part of its key
     def keys(folder: str, render: str) -> list[str]:
-        prompts = write_prompts(tmp_path / folder, f"""
+        prompts = write_prompts(
+            tmp_path / folder,
+            f"""
             render: {{model: hub/x, samples: 2, {render}}}
             axes: {{subject: {{cat: a cat, dog: a dog}}}}
-        """)
+        """,
+        )
         return [job.key for job in plan_of_file(prompts).jobs]
 
     before = keys("base", "steps: 20")
-    assert keys("machine", "steps: 20, device: cpu, dtype: float16, batch_size: 7, attention_slicing: true, "
-                           "vae_tiling: true, cpu_offload: sequential") == before
+    assert (
+        keys(
+            "machine",
+            "steps: 20, device: cpu, dtype: float16, batch_size: 7, attention_slicing: true, "
+            "vae_tiling: true, cpu_offload: sequential",
+        )
+        == before
+    )
     assert not set(keys("picture", "steps: 21")) & set(before)  # while a picture setting changes every key
 
 
@@ -66,18 +85,26 @@ def test_changing_one_style_changes_exactly_its_images(tmp_path):
 
 
 def test_one_axis_and_template(tmp_path):
-    plan = plan_of_file(write_prompts(tmp_path, """
+    plan = plan_of_file(
+        write_prompts(
+            tmp_path,
+            """
         prompt: "a photo of {thing}, 35mm"
         render: {samples: 2, seed: 100}
         axes:
           thing: {cat: a cat, empty: ""}
-    """))
+    """,
+        )
+    )
     assert [c.prompt for c in plan.cells] == ["a photo of a cat, 35mm", "a photo of , 35mm"]
     assert [j.seed for j in plan.jobs] == [100, 101, 100, 101]
 
 
 def test_overrides_later_axis_wins(tmp_path):
-    plan = plan_of_file(write_prompts(tmp_path, """
+    plan = plan_of_file(
+        write_prompts(
+            tmp_path,
+            """
         render: {steps: 10}
         axes:
           a:
@@ -86,7 +113,9 @@ def test_overrides_later_axis_wins(tmp_path):
           b:
             p: p
             q: {prompt: q, render: {steps: 30, negative_prompt: blurry}}
-    """))
+    """,
+        )
+    )
     steps = {c.keys: c.picture.steps for c in plan.cells}
     assert steps == {("x", "p"): 20, ("x", "q"): 30, ("y", "p"): 10, ("y", "q"): 30}
     assert plan.cell(("y", "q")).picture.negative_prompt == "blurry"

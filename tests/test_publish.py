@@ -36,7 +36,8 @@ def make_site(folder: Path) -> Path:
     (folder / "assets").mkdir(parents=True)
     (folder / "_config.yml").write_text('title: Test\nbaseurl: ""\n')
     (folder / "index.html").write_text(
-        "---\nlayout: null\n---\n<link rel=\"stylesheet\" href=\"{{ '/assets/x.css' | relative_url }}\">\n")
+        '---\nlayout: null\n---\n<link rel="stylesheet" href="{{ \'/assets/x.css\' | relative_url }}">\n'
+    )
     (folder / "assets" / "x.css").write_text("body { color: black; }\n")
     return folder
 
@@ -73,9 +74,17 @@ def test_publish_applies_baseurl_and_keeps_history(setup):
     assert 'href="/repo/assets/x.css"' in show(bare, "index.html")
     assert show(bare, ".nojekyll") == ""
     assert git(bare, "ls-tree", "-r", "--name-only", "gh-pages").split() == [
-        ".nojekyll", ".prompt-gallery-published.json", "assets/x.css", "index.html"]
+        ".nojekyll",
+        ".prompt-gallery-published.json",
+        "assets/x.css",
+        "index.html",
+    ]
     assert json.loads(show(bare, ".prompt-gallery-published.json"))["files"] == [
-        "assets/x.css", "index.html", ".nojekyll", ".prompt-gallery-published.json"]
+        "assets/x.css",
+        "index.html",
+        ".nojekyll",
+        ".prompt-gallery-published.json",
+    ]
     assert "Published" in logs[-1]
 
     # Unchanged: no new commit, the existing tip comes back.
@@ -146,8 +155,10 @@ def test_author_is_the_users_else_a_fallback(setup, monkeypatch):
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
         monkeypatch.delenv(var)
     publish(site, repo_dir=work, log=lambda _: None)
-    assert git(bare, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "gh-pages") == \
-        "prompt-gallery <prompt-gallery@localhost>|prompt-gallery <prompt-gallery@localhost>"
+    assert (
+        git(bare, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "gh-pages")
+        == "prompt-gallery <prompt-gallery@localhost>|prompt-gallery <prompt-gallery@localhost>"
+    )
     git(work, "config", "user.name", "Ada")
     git(work, "config", "user.email", "ada@example.org")
     (site / "assets" / "x.css").write_text("body { color: red; }\n")
@@ -179,8 +190,9 @@ def push_files(bare: Path, tmp_path: Path, branch: str, files: dict[str, str]) -
     """Someone else's commit on `branch` of the remote, holding `files`."""
     other = tmp_path / f"other-{branch}"
     git(tmp_path, "clone", "-q", str(bare), str(other))
-    git(other, "checkout", "-q", "--orphan", branch) if branch not in git(other, "branch", "-r") else \
-        git(other, "checkout", "-q", branch)
+    git(other, "checkout", "-q", "--orphan", branch) if branch not in git(other, "branch", "-r") else git(
+        other, "checkout", "-q", branch
+    )
     for rel, text in files.items():
         (other / rel).parent.mkdir(parents=True, exist_ok=True)
         (other / rel).write_text(text)
@@ -206,7 +218,7 @@ def test_files_others_put_on_the_branch_stay(setup, tmp_path):
 def test_a_file_it_did_not_write_is_replaced_only_when_told(setup, tmp_path):
     site, bare, work = setup
     push_files(bare, tmp_path, "gh-pages", {"index.html": "their page\n", "CNAME": "x.example.org\n"})
-    with pytest.raises(GalleryError, match="did not publish and would replace: index.html.*--overwrite"):
+    with pytest.raises(GalleryError, match=r"did not publish and would replace: index\.html.*--overwrite"):
         publish(site, repo_dir=work, log=lambda _: None)
     assert show(bare, "index.html") == "their page"
     publish(site, repo_dir=work, overwrite=True, log=lambda _: None)
@@ -218,7 +230,7 @@ def test_a_branch_with_the_users_sources_is_refused_unless_told(setup, tmp_path)
     site, bare, work = setup
     git(work, "push", "-q", "origin", "main")
     git(bare, "symbolic-ref", "HEAD", "refs/heads/main")  # the remote's default branch
-    with pytest.raises(GalleryError, match="default branch.*--source-branch"):
+    with pytest.raises(GalleryError, match=r"default branch.*--source-branch"):
         publish(site, repo_dir=work, branch="main", log=lambda _: None)
     git(work, "checkout", "-q", "-b", "pages-work")
     with pytest.raises(GalleryError, match="checked out here"):

@@ -27,20 +27,39 @@ CORPUS = sorted((Path(__file__).parent / "bad_prompts").glob("*.yaml"))
 
 # Broken files whose fault no schema can see: it needs the disk, the whole file, or YAML itself.
 BEYOND_SHAPE = {
-    "39-duplicate-top-level-key", "40-duplicate-axis-name", "41-duplicate-option-key", "42-duplicate-render-key",
+    "39-duplicate-top-level-key",
+    "40-duplicate-axis-name",
+    "41-duplicate-option-key",
+    "42-duplicate-render-key",
     "43-duplicate-option-render-key",  # a YAML loader keeps the last of two equal keys
-    "44-case-clash-option-keys", "45-case-clash-axis-names",  # keys that differ only in case
+    "44-case-clash-option-keys",
+    "45-case-clash-axis-names",  # keys that differ only in case
     "70-guidance-nan",  # JSON has no NaN
-    "77-model-pickle-ckpt", "78-model-pickle-bin", "79-model-missing-folder", "80-model-folder-not-a-pipeline",
-    "81-model-not-a-hub-id", "82-model-unknown-home", "83-model-name-too-long", "90-paths-site-is-a-file",
-    "91-paths-cache-nul", "100-upscale-model-missing-folder", "101-upscale-esrgan-pickle-weights",
-    "105-upscale-model-folder-not-a-pipeline", "106-esrgan-weights-file-missing",
-    "107-esrgan-hub-repo-without-its-file", "108-esrgan-onnx-export",  # what a path points at
-    "84-prompt-template-unknown-field", "85-prompt-template-unclosed-brace", "86-prompt-template-conversion",
-    "87-page-default-unknown-option", "88-page-default-unknown-axis",  # names defined elsewhere in the file
-    "109-esrgan-overlap-half-the-tile", "113-upscale-past-webp-size",  # one value against another
+    "77-model-pickle-ckpt",
+    "78-model-pickle-bin",
+    "79-model-missing-folder",
+    "80-model-folder-not-a-pipeline",
+    "81-model-not-a-hub-id",
+    "82-model-unknown-home",
+    "83-model-name-too-long",
+    "90-paths-site-is-a-file",
+    "91-paths-cache-nul",
+    "100-upscale-model-missing-folder",
+    "101-upscale-esrgan-pickle-weights",
+    "105-upscale-model-folder-not-a-pipeline",
+    "106-esrgan-weights-file-missing",
+    "107-esrgan-hub-repo-without-its-file",
+    "108-esrgan-onnx-export",  # what a path points at
+    "84-prompt-template-unknown-field",
+    "85-prompt-template-unclosed-brace",
+    "86-prompt-template-conversion",
+    "87-page-default-unknown-option",
+    "88-page-default-unknown-axis",  # names defined elsewhere in the file
+    "109-esrgan-overlap-half-the-tile",
+    "113-upscale-past-webp-size",  # one value against another
     "114-paths-site-inside-a-file",  # what a path points at
-    "95-recursive-merge", "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
+    "95-recursive-merge",
+    "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
     "31-date-that-is-not-a-date",  # a broken date to YAML 1.1 (the gallery's reader), text to YAML 1.2 (editors)
     "cli-too-many-images",  # a valid file: the limit is the command's
 }
@@ -57,8 +76,10 @@ YAML12Loader.yaml_implicit_resolvers = {
 
 
 def schema_errors(text: str) -> list[str]:
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in VALIDATOR.iter_errors(
-        yaml.load(text, Loader=YAML12Loader))]
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in VALIDATOR.iter_errors(yaml.load(text, Loader=YAML12Loader))
+    ]
 
 
 def test_the_schema_is_a_valid_draft_07_schema():
@@ -115,7 +136,9 @@ def test_gallery_schema_prints_the_shipped_schema(capsys, tmp_path):
 
 
 def test_each_dataclass_holds_exactly_the_declared_settings():
-    fields = lambda cls: [f.name for f in dataclasses.fields(cls)]
+    def fields(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
     assert fields(config.Picture) == list(names("option"))
     assert fields(config.Runtime) == [n for n in names("render") if n not in names("option")]
     assert fields(config.Page) == list(names("page"))
@@ -146,10 +169,30 @@ def test_upscale_settings_without_an_upscaler_are_refused(tmp_path):
 
 # -- the schema never refuses what the tool reads ------------------------------------------------
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5000), st.floats(allow_nan=False),
-                    st.text(max_size=10), st.sampled_from(["auto", "cpu", "cuda:1", "bf16", "DDIM", "Euler a",
-                                                           "dpm++ 2m karras", "KarrasVeScheduler", "model",
-                                                           "/repo", "lanczos", "sd-x4", "1.10"]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5000),
+    st.floats(allow_nan=False),
+    st.text(max_size=10),
+    st.sampled_from(
+        [
+            "auto",
+            "cpu",
+            "cuda:1",
+            "bf16",
+            "DDIM",
+            "Euler a",
+            "dpm++ 2m karras",
+            "KarrasVeScheduler",
+            "model",
+            "/repo",
+            "lanczos",
+            "sd-x4",
+            "1.10",
+        ]
+    ),
+)
 
 
 def setting_values(place: str):
@@ -157,15 +200,32 @@ def setting_values(place: str):
 
 
 documents = st.fixed_dictionaries(
-    {"axes": st.dictionaries(st.sampled_from(["subject", "style", "x-1"]), st.one_of(
-        st.dictionaries(st.sampled_from(["cat", "dog", "b_2"]), st.one_of(st.text(max_size=8), st.none(),
-                        st.fixed_dictionaries({"prompt": st.text(max_size=8)},
-                                              optional={"render": setting_values("option"),
-                                                        "label": st.text(min_size=1, max_size=8)})),
-                        min_size=1, max_size=3),
-        st.fixed_dictionaries({"options": st.dictionaries(st.sampled_from(["cat", "dog"]), st.text(max_size=8),
-                                                          min_size=1)}, optional={"label": st.text(max_size=8)})),
-        min_size=1, max_size=2)},
+    {
+        "axes": st.dictionaries(
+            st.sampled_from(["subject", "style", "x-1"]),
+            st.one_of(
+                st.dictionaries(
+                    st.sampled_from(["cat", "dog", "b_2"]),
+                    st.one_of(
+                        st.text(max_size=8),
+                        st.none(),
+                        st.fixed_dictionaries(
+                            {"prompt": st.text(max_size=8)},
+                            optional={"render": setting_values("option"), "label": st.text(min_size=1, max_size=8)},
+                        ),
+                    ),
+                    min_size=1,
+                    max_size=3,
+                ),
+                st.fixed_dictionaries(
+                    {"options": st.dictionaries(st.sampled_from(["cat", "dog"]), st.text(max_size=8), min_size=1)},
+                    optional={"label": st.text(max_size=8)},
+                ),
+            ),
+            min_size=1,
+            max_size=2,
+        )
+    },
     optional={place: setting_values(place) for place in ("render", "page", "site", "limits", "upscale")},
 )
 

@@ -26,7 +26,9 @@ NASTY_PROMPT = "<img src=x onerror=alert(1)> {% include nope.html %} {{ page.tit
 
 def nasty_project(folder: Path, model: Path) -> Path:
     label, prompt = (json.dumps(text, ensure_ascii=False) for text in (NASTY_LABEL, NASTY_PROMPT))
-    return write_prompts(folder, f"""
+    return write_prompts(
+        folder,
+        f"""
         page:
           title: Gallery
           slug: nasty
@@ -40,21 +42,29 @@ def nasty_project(folder: Path, model: Path) -> Path:
               plain: a cat
               evil: {{prompt: {prompt}, label: {label}}}
           style: {{oil: oil painting}}
-    """)
+    """,
+    )
 
 
 def jekyll_build(site: Path, dest: Path, baseurl: str) -> subprocess.CompletedProcess:
     assert JEKYLL, "jekyll is required here: apt-get install jekyll"
-    return subprocess.run([JEKYLL, "build", "--source", str(site), "--destination", str(dest),
-                           "--baseurl", baseurl], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [JEKYLL, "build", "--source", str(site), "--destination", str(dest), "--baseurl", baseurl],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_generated_files_keep_prompt_text_inert(tmp_path, tiny_sd):
     prompts = nasty_project(tmp_path, tiny_sd)
     assert main(["build", "-c", str(prompts)]) == 0
     site = load_config(prompts).site_dir
-    for rel in ("_includes/prompt_gallery/nasty/select-subject.html", "_includes/prompt_gallery/nasty/gallery.html",
-                "_projects/nasty.md"):
+    for rel in (
+        "_includes/prompt_gallery/nasty/select-subject.html",
+        "_includes/prompt_gallery/nasty/gallery.html",
+        "_projects/nasty.md",
+    ):
         text = (site / rel).read_text()
         assert "<script>window" not in text and "<img src=x" not in text
         assert "{{ site.title }}" not in text and "{% raw %}" not in text and "{% include nope" not in text
@@ -82,7 +92,7 @@ def test_jekyll_builds_the_site_and_every_url_resolves(tmp_path, tiny_sd, baseur
     assert len(local) >= 6
     for url in local:
         assert url.startswith(baseurl + "/"), url
-        target = dest / url[len(baseurl) + 1:]
+        target = dest / url[len(baseurl) + 1 :]
         assert target.is_file() or (target / "index.html").is_file(), url
     manifest = json.loads((dest / "assets/img/nasty/manifest.json").read_text())
     for file in manifest["cells"].values():
@@ -106,7 +116,9 @@ UNICODE_TITLE = 'Cats 🐱 "quoted" \\ back\\slash: مرحبا'
 def test_any_unicode_in_titles_and_labels_builds_with_jekyll(tmp_path, tiny_sd):
     """_config.yml and the front matter are YAML that Jekyll reads: emoji (JSON would escape them as
     surrogate pairs, which YAML refuses), right-to-left text, quotes, backslashes and newlines."""
-    prompts = write_prompts(tmp_path, f"""
+    prompts = write_prompts(
+        tmp_path,
+        f"""
         page:
           title: {json.dumps(UNICODE_TITLE, ensure_ascii=False)}
           slug: unicode
@@ -116,7 +128,8 @@ def test_any_unicode_in_titles_and_labels_builds_with_jekyll(tmp_path, tiny_sd):
         render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 1}}
         axes:
           subject: {{cat: "a cat 🐱", rtl: {{prompt: "قطة", label: "قطة 🐱"}}}}
-    """)
+    """,
+    )
     assert main(["site", "-c", str(prompts)]) == 0
     site = load_config(prompts).site_dir
     dest = tmp_path / "_site"
@@ -129,10 +142,13 @@ def test_any_unicode_in_titles_and_labels_builds_with_jekyll(tmp_path, tiny_sd):
 
 def test_files_are_created_with_the_users_umask(tmp_path, tiny_sd):
     """Readable by a web server and by others (0644 under umask 022), not 0600 as a temp file is made."""
-    prompts = write_prompts(tmp_path, f"""
+    prompts = write_prompts(
+        tmp_path,
+        f"""
         render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 1}}
         axes: {{subject: {{cat: a cat}}}}
-    """)
+    """,
+    )
     old = os.umask(0o022)
     try:
         assert main(["build", "-c", str(prompts)]) == 0

@@ -21,24 +21,31 @@ from gallery.project import open_project
 RECORDS = ".prompt-gallery"
 
 
-def project(folder: Path, model: Path, *, site: str = "site", styles: str = "x, y, z, w, v",
-            title: str = "Kill test") -> Path:
+def project(
+    folder: Path, model: Path, *, site: str = "site", styles: str = "x, y, z, w, v", title: str = "Kill test"
+) -> Path:
     """10 x 5 cells x 4 samples = 200 images, sharing one cache beside the folders."""
     options = ", ".join(f"{s}: style {s}" for s in styles.split(", "))
-    return write_prompts(folder, f"""
+    return write_prompts(
+        folder,
+        f"""
         page: {{title: {title}, slug: kills}}
         render: {{model: {model}, steps: 2, width: 64, height: 64, samples: 4, batch_size: 16}}
         paths: {{cache: ../cache, site: {site}}}
         axes:
           subject: {{{", ".join(f"s{i}: subject {i}" for i in range(10))}}}
           style: {{{options}}}
-    """)
+    """,
+    )
 
 
 def tree(site: Path) -> dict[str, bytes]:
     """Every file of the site but the records (they name their prompts.yaml), with its bytes."""
-    return {p.relative_to(site).as_posix(): p.read_bytes() for p in sorted(site.rglob("*"))
-            if p.is_file() and RECORDS not in p.parts}
+    return {
+        p.relative_to(site).as_posix(): p.read_bytes()
+        for p in sorted(site.rglob("*"))
+        if p.is_file() and RECORDS not in p.parts
+    }
 
 
 def assert_consistent(site: Path) -> None:
@@ -59,7 +66,7 @@ def stage_pids(group: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.getpgid(int(entry)) == group and not Path(f"/proc/{entry}/stat").read_text().split()[2] == "Z":
+                if os.getpgid(int(entry)) == group and Path(f"/proc/{entry}/stat").read_text().split()[2] != "Z":
                     found.append(int(entry))
             except (OSError, IndexError):
                 pass
@@ -71,8 +78,7 @@ def test_site_stage_killed_twenty_times_then_completes(tmp_path, tiny_sd):
     reference = project(tmp_path / "ref", tiny_sd, site="../reference-site")
     assert main(["render", "-c", str(reference)]) == 0
     started = time.perf_counter()  # as long as a whole stage takes, start-up included
-    subprocess.run([sys.executable, "-m", "gallery", "site", "-c", str(reference)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "gallery", "site", "-c", str(reference)], check=True, capture_output=True)
     uninterrupted = time.perf_counter() - started
     expected = tree(tmp_path / "reference-site")
     rng = random.Random(20261128)
@@ -85,8 +91,13 @@ def test_site_stage_killed_twenty_times_then_completes(tmp_path, tiny_sd):
             updates += 1
         prompts = project(tmp_path / "g", tiny_sd)
         site = load_config(prompts).site_dir
-        proc = subprocess.Popen([sys.executable, "-m", "gallery", "site", "-c", str(prompts)], cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gallery", "site", "-c", str(prompts)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(rng.uniform(0.1, 1.0) * uninterrupted)
         if proc.poll() is None:
             killed_midway += 1
@@ -125,10 +136,9 @@ def test_an_interrupted_first_site_is_not_taken_for_someone_elses(tmp_path, tiny
     site_module._page_files = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
-            project = open_project(prompts)
-            site_module.build_site(project.plan, project.cache, standalone=True)
+            opened = open_project(prompts)
+            site_module.build_site(opened.plan, opened.cache, standalone=True)
     finally:
         site_module._page_files = real
     assert list(load_config(prompts).site_dir.rglob("*.webp"))
     assert main(["site", "-c", str(prompts)]) == 0
-

@@ -1,6 +1,7 @@
 """upscaler: esrgan: ESRGAN-family weights files (tiny random Real-ESRGAN-style networks built in
 code and saved as .pth and .safetensors), loaded by spandrel, run in blended tiles, cached."""
 
+import itertools
 import json
 import os
 import sys
@@ -32,7 +33,8 @@ def network_output(scale: int, picture: np.ndarray) -> np.ndarray:
 
 @needs_spandrel()
 def test_esrgan_upscales_like_its_network_cached_and_other_weights_rerun_only_this_stage(
-        tmp_path, tiny_sd, tiny_esrgan, capsys):
+    tmp_path, tiny_sd, tiny_esrgan, capsys
+):
     x2 = tiny_esrgan / "x2.pth"
     prompts = with_upscale(small_project(tmp_path, tiny_sd), f"upscale: {{upscaler: esrgan, model: {x2}}}\n")
     assert main(["build", "-c", str(prompts)]) == 0
@@ -51,7 +53,8 @@ def test_esrgan_upscales_like_its_network_cached_and_other_weights_rerun_only_th
         assert picture.shape == (128, 128, 3)
         assert np.abs(picture - network_output(2, source)).max() <= 1 / 255 + 1e-6  # the network, 8-bit rounded
     assert read_parameters(cache.png_path(key).read_bytes()).endswith(
-        "Hires upscale: 2, Hires upscaler: ESRGAN (x2.pth) 2x")
+        "Hires upscale: 2, Hires upscaler: ESRGAN (x2.pth) 2x"
+    )
     cell = json.loads((config.site_dir / "assets/img/tiny-test/dog/ink/cell.json").read_text())
     assert cell["full_size"] == [128, 128] and cell["settings"]["upscaler"] == "ESRGAN (x2.pth) 2x"
 
@@ -72,6 +75,7 @@ def test_esrgan_upscales_like_its_network_cached_and_other_weights_rerun_only_th
 
 # -- tiles ---------------------------------------------------------------------------------------------
 
+
 def structured_picture(width: int, height: int) -> np.ndarray:
     """Gradients, waves and a little noise: a picture whose upscale differs from place to place."""
     yy, xx = np.mgrid[0:height, 0:width]
@@ -82,11 +86,14 @@ def structured_picture(width: int, height: int) -> np.ndarray:
 
 def upscaled(tmp_path, weights, picture: np.ndarray, tile: int, overlap: int, batch_size: int = 4) -> np.ndarray:
     """`picture` through the esrgan upscaler that prompts.yaml's settings make, as floats."""
-    prompts = write_prompts(tmp_path / f"t{tile}-{overlap}-{batch_size}", f"""
+    prompts = write_prompts(
+        tmp_path / f"t{tile}-{overlap}-{batch_size}",
+        f"""
         render: {{device: cpu, dtype: float32}}
         axes: {{s: {{a: a}}}}
         upscale: {{upscaler: esrgan, model: {weights}, tile: {tile}, tile_overlap: {overlap}, batch_size: {batch_size}}}
-    """)
+    """,
+    )
     config = load_config(prompts)
     upscaler = TiledUpscaler(config.upscale, config.runtime)
     height, width = picture.shape[:2]
@@ -121,18 +128,23 @@ def test_tile_spans_cover_a_side_with_equal_overlapping_tiles(length, tile, data
     spans = tile_spans(length, tile, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(end - start == min(tile, length) for start, end in spans)
-    for (start0, end0), (start1, _) in zip(spans, spans[1:]):
+    for (start0, end0), (start1, _) in itertools.pairwise(spans):
         assert start0 < start1 and end0 - start1 >= overlap  # no gap; neighbours share at least the overlap
 
 
 @settings(max_examples=60, deadline=None)
-@given(width=st.integers(1, 200), height=st.integers(1, 200), tile=st.integers(32, 96),
-       scale=st.sampled_from([2, 4]), data=st.data())
+@given(
+    width=st.integers(1, 200),
+    height=st.integers(1, 200),
+    tile=st.integers(32, 96),
+    scale=st.sampled_from([2, 4]),
+    data=st.data(),
+)
 def test_blend_weights_are_a_partition_of_one(width, height, tile, scale, data):
     overlap = data.draw(st.integers(0, (tile - 1) // 2))
     boxes = tile_boxes(width, height, tile, overlap)
     total = np.zeros((height * scale, width * scale))
-    for (x0, y0, x1, y1), weights in zip(boxes, blend_weights(boxes, width, height, scale, overlap)):
+    for (x0, y0, x1, y1), weights in zip(boxes, blend_weights(boxes, width, height, scale, overlap), strict=True):
         assert weights.shape == ((y1 - y0) * scale, (x1 - x0) * scale) and weights.min() >= 0
         total[y0 * scale : y1 * scale, x0 * scale : x1 * scale] += weights
     assert np.allclose(total, 1.0, atol=1e-5)
@@ -142,8 +154,10 @@ def test_blend_weights_are_a_partition_of_one(width, height, tile, scale, data):
 def test_out_of_memory_halves_the_tiles_per_call(tmp_path, tiny_sd, tiny_esrgan, monkeypatch, capsys):
     sizes = small_gpu(monkeypatch, "load_sr_model", 0)  # the network's call takes the tiles first
     x4 = tiny_esrgan / "x4.safetensors"
-    prompts = with_upscale(small_project(tmp_path, tiny_sd),
-                           f"upscale: {{upscaler: esrgan, model: {x4}, tile: 32, tile_overlap: 8, batch_size: 8}}\n")
+    prompts = with_upscale(
+        small_project(tmp_path, tiny_sd),
+        f"upscale: {{upscaler: esrgan, model: {x4}, tile: 32, tile_overlap: 8, batch_size: 8}}\n",
+    )
     assert main(["build", "-c", str(prompts)]) == 0
     assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
     assert "upscale batch size (tiles) halved to 2" in capsys.readouterr().err
@@ -152,6 +166,7 @@ def test_out_of_memory_halves_the_tiles_per_call(tmp_path, tiny_sd, tiny_esrgan,
 
 
 # -- mistakes ------------------------------------------------------------------------------------------
+
 
 class RunsCode:
     """Unpickled, this would run a shell command."""
@@ -167,30 +182,38 @@ def bad_weights(folder, tiny_esrgan) -> dict[str, tuple[str, str]]:
     """name -> (model: value, what the message must say)."""
     folder.mkdir()
     marker = folder / "code-ran"
-    torch.save({"params_ema": torch.load(tiny_esrgan / "x2.pth")["params_ema"], "hook": RunsCode(marker)},
-               folder / "code.pth")
+    torch.save(
+        {"params_ema": torch.load(tiny_esrgan / "x2.pth")["params_ema"], "hook": RunsCode(marker)}, folder / "code.pth"
+    )
     (folder / "garbage.pth").write_bytes(b"<html>404 Not Found</html>")
     (folder / "truncated.pth").write_bytes((tiny_esrgan / "x2.pth").read_bytes()[:5000])
     from safetensors.torch import save_file
 
     save_file({"encoder.weight": torch.zeros(4, 4)}, str(folder / "other.safetensors"))
     return {
-        "code": (f"{folder}/code.pth", "torch's weights-only reader refused it (Trying to load unsupported GLOBAL "
-                                       "posix.system"),
+        "code": (
+            f"{folder}/code.pth",
+            "torch's weights-only reader refused it (Trying to load unsupported GLOBAL posix.system",
+        ),
         "garbage": (f"{folder}/garbage.pth", "torch's weights-only reader refused it"),
         "truncated": (f"{folder}/truncated.pth", "is not a readable weights file"),
         "other": (f"{folder}/other.safetensors", "does not recognise this network"),
-        "restoration": (f"{tiny_esrgan}/x1.pth",
-                        "is a model for Restoration (ESRGAN, 1x), not a super-resolution model"),
-        "hub": ("ai-forever/Real-ESRGAN/RealESRGAN_x2.pth",
-                "hf download ai-forever/Real-ESRGAN RealESRGAN_x2.pth` on a machine that has it and copy the cache "
-                "(HF_HOME), or set upscale.model to a local .pth or .safetensors file"),
+        "restoration": (
+            f"{tiny_esrgan}/x1.pth",
+            "is a model for Restoration (ESRGAN, 1x), not a super-resolution model",
+        ),
+        "hub": (
+            "ai-forever/Real-ESRGAN/RealESRGAN_x2.pth",
+            "hf download ai-forever/Real-ESRGAN RealESRGAN_x2.pth` on a machine that has it and copy the cache "
+            "(HF_HOME), or set upscale.model to a local .pth or .safetensors file",
+        ),
     }
 
 
 @needs_spandrel()
-def test_weights_that_cannot_be_used_stop_the_build_before_rendering(tmp_path, tiny_sd, tiny_esrgan, capsys,
-                                                                     monkeypatch):
+def test_weights_that_cannot_be_used_stop_the_build_before_rendering(
+    tmp_path, tiny_sd, tiny_esrgan, capsys, monkeypatch
+):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     cases = bad_weights(tmp_path / "weights", tiny_esrgan)
     for name, (model, needle) in cases.items():
@@ -217,9 +240,20 @@ def test_without_spandrel_one_message_says_how_to_install_it(tmp_path, tiny_sd, 
 def test_esrgan_settings_and_defaults(tmp_path, tiny_esrgan):
     u = load_config(write_prompts(tmp_path, "axes: {s: {a: a}}\nupscale: {upscaler: esrgan}\n")).upscale
     assert (u.model, u.factor, u.tile, u.tile_overlap, u.batch_size, u.steps) == (
-        "ai-forever/Real-ESRGAN/RealESRGAN_x2.pth", 2, 512, 32, None, None)
+        "ai-forever/Real-ESRGAN/RealESRGAN_x2.pth",
+        2,
+        512,
+        32,
+        None,
+        None,
+    )
     assert u.label == "ESRGAN 2x"
-    u = load_config(write_prompts(tmp_path, f"axes: {{s: {{a: a}}}}\nupscale: {{upscaler: esrgan, model: "
-                                            f"{tiny_esrgan}/x4.safetensors, size: 300, tile: 0}}\n")).upscale
+    u = load_config(
+        write_prompts(
+            tmp_path,
+            f"axes: {{s: {{a: a}}}}\nupscale: {{upscaler: esrgan, model: "
+            f"{tiny_esrgan}/x4.safetensors, size: 300, tile: 0}}\n",
+        )
+    ).upscale
     assert (u.model, u.size, u.tile) == (f"{tiny_esrgan}/x4.safetensors", 300, 0)
     assert u.label == "ESRGAN (x4.safetensors) to 300px"

@@ -61,10 +61,16 @@ def test_render_on_two_processes_then_the_next_command_upscales_once_and_fills_t
     """The README's many-GPU recipe: `gallery render` in 2 processes at once (ranks as accelerate and
     torchrun set them), then `gallery build`, once: every image rendered, upscaled once, on the page."""
     prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos}\n")
-    ranks = [subprocess.Popen([sys.executable, "-m", "gallery", "render", "-c", str(prompts)], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)))
-             for rank in (0, 1)]  # both started before either is waited for
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gallery", "render", "-c", str(prompts)],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)),
+        )
+        for rank in (0, 1)
+    ]  # both started before either is waited for
     outputs = [proc.communicate(timeout=600) for proc in ranks]
     assert [proc.returncode for proc in ranks] == [0, 0], outputs
     project = open_project(prompts)
@@ -77,8 +83,10 @@ def test_render_on_two_processes_then_the_next_command_upscales_once_and_fills_t
     assert main(["site", "-c", str(prompts)]) == 0  # the site alone upscales nothing, and says what does
     out = capsys.readouterr().out
     assert "site: 0 images on the page" in out
-    assert "site: 8 rendered images are not upscaled yet (Lanczos 2x), so the page leaves them out; " \
-           "`gallery build` upscales them" in out
+    assert (
+        "site: 8 rendered images are not upscaled yet (Lanczos 2x), so the page leaves them out; "
+        "`gallery build` upscales them" in out
+    )
 
     assert main(["build", "-c", str(prompts)]) == 0
     out = capsys.readouterr().out
@@ -90,7 +98,9 @@ def test_render_on_two_processes_then_the_next_command_upscales_once_and_fills_t
         shown = json.loads((project.config.site_dir / manifest["cells"][cell.path]).read_text())
         assert shown["full_size"] == [128, 128]
         assert [image["sample"] for image in shown["images"]] == [job.sample for job in cell.jobs]
-        for image, job in zip(shown["images"], cell.jobs):  # each sample's upscaled picture, not its render
+        for image, job in zip(
+            shown["images"], cell.jobs, strict=True
+        ):  # each sample's upscaled picture, not its render
             assert f"-{plan.published_key(job)[:12]}-full" in image["full"]
             assert Image.open(project.config.site_dir / image["full"]).size == (128, 128)
 
@@ -100,9 +110,11 @@ def test_render_on_two_processes_then_the_next_command_upscales_once_and_fills_t
 
 
 def test_upscale_settings_are_checked(tmp_path):
-    for text, needle in (("upscale: {upscaler: esrgan-x4}\n", "unknown upscaler"),
-                         ("upscale: {upscaler: lanczos, factor: 2, size: 512}\n", "not both"),
-                         ("upscale: {upscaler: lanczos, factor: 1}\n", "between 2 and 8")):
+    for text, needle in (
+        ("upscale: {upscaler: esrgan-x4}\n", "unknown upscaler"),
+        ("upscale: {upscaler: lanczos, factor: 2, size: 512}\n", "not both"),
+        ("upscale: {upscaler: lanczos, factor: 1}\n", "between 2 and 8"),
+    ):
         prompts = write_prompts(tmp_path, "axes: {s: {a: a}}\n" + text)
         with pytest.raises(ConfigError) as info:
             load_config(prompts)
@@ -110,6 +122,7 @@ def test_upscale_settings_are_checked(tmp_path):
 
 
 # -- model upscalers: diffusers' latent upscalers, tiny random-weight ones built in code -------------
+
 
 def sidecars(prompts, upscaled: bool) -> dict[str, dict]:
     """key -> sidecar of the cache's upscaled entries (or its renders)."""
@@ -127,8 +140,9 @@ def mtimes(prompts, keys) -> dict[str, int]:
 
 
 def test_ldsr_upscales_4x_in_batches_and_a_cached_build_imports_no_torch(tmp_path, tiny_sd, tiny_ldsr, capsys):
-    prompts = with_upscale(small_project(tmp_path, tiny_sd),
-                           f"upscale: {{upscaler: ldsr, model: {tiny_ldsr}, steps: 2, batch_size: 3}}\n")
+    prompts = with_upscale(
+        small_project(tmp_path, tiny_sd), f"upscale: {{upscaler: ldsr, model: {tiny_ldsr}, steps: 2, batch_size: 3}}\n"
+    )
     assert main(["build", "-c", str(prompts)]) == 0
     out = capsys.readouterr().out
     assert "render: 8 images" in out and "upscale: 8 images (LDSR (tiny-ldsr) 4x)" in out
@@ -143,7 +157,8 @@ def test_ldsr_upscales_4x_in_batches_and_a_cached_build_imports_no_torch(tmp_pat
     assert side["made"]["pipeline"] == "LDMSuperResolutionPipeline" and side["made"]["batch_size"] in (1, 2, 3)
     assert Image.open(cache.png_path(side["key"])).size == (256, 256)
     assert read_parameters(cache.png_path(side["key"]).read_bytes()).endswith(
-        "Hires upscale: 4, Hires upscaler: LDSR (tiny-ldsr) 4x, Hires steps: 2")
+        "Hires upscale: 4, Hires upscaler: LDSR (tiny-ldsr) 4x, Hires steps: 2"
+    )
     cell = json.loads((config.site_dir / "assets/img/tiny-test/dog/ink/cell.json").read_text())
     assert cell["full_size"] == [256, 256] and cell["settings"]["upscaler"] == "LDSR (tiny-ldsr) 4x"
 
@@ -159,9 +174,11 @@ def test_ldsr_upscales_4x_in_batches_and_a_cached_build_imports_no_torch(tmp_pat
 
     # nothing to do the second time, and no torch for it
     stamps = mtimes(prompts, cache_entries(prompts))
-    code = ("import sys; from gallery.cli import main; rc = main(['build', '-c', sys.argv[1]]); "
-            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
-            "print('heavy:', heavy); sys.exit(rc)")
+    code = (
+        "import sys; from gallery.cli import main; rc = main(['build', '-c', sys.argv[1]]); "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+        "print('heavy:', heavy); sys.exit(rc)"
+    )
     result = subprocess.run([sys.executable, "-c", code, str(prompts)], capture_output=True, text=True, check=True)
     assert "heavy: []" in result.stdout and "all 8 images are cached" in result.stdout
     assert "upscale:" not in result.stdout and mtimes(prompts, stamps) == stamps
@@ -176,9 +193,12 @@ def test_switching_to_the_sd_x4_upscaler_reruns_only_the_upscale_stage(tmp_path,
     capsys.readouterr()
 
     text = prompts.read_text()
-    prompts.write_text(text.replace("upscale: {upscaler: lanczos, factor: 2}",
-                                    f"upscale: {{upscaler: sd-x4, model: {tiny_sd_upscaler}, factor: 2, steps: 2, "
-                                    "batch_size: 4}"))
+    prompts.write_text(
+        text.replace(
+            "upscale: {upscaler: lanczos, factor: 2}",
+            f"upscale: {{upscaler: sd-x4, model: {tiny_sd_upscaler}, factor: 2, steps: 2, batch_size: 4}}",
+        )
+    )
     assert main(["build", "-c", str(prompts)]) == 0
     out = capsys.readouterr().out
     assert "all 8 images are cached" in out and "upscale: 8 images (SD x4 upscaler (tiny-sd-x4) 2x)" in out
@@ -196,8 +216,9 @@ def test_switching_to_the_sd_x4_upscaler_reruns_only_the_upscale_stage(tmp_path,
     assert cell["full_size"] == [128, 128] and cell["settings"]["upscaler"] == "SD x4 upscaler (tiny-sd-x4) 2x"
 
     # a setting of the upscaler is in its key: only this stage runs again
-    prompts.write_text(prompts.read_text().replace("steps: 2, batch_size: 4}", "steps: 2, batch_size: 4, "
-                                                                               "noise_level: 50}"))
+    prompts.write_text(
+        prompts.read_text().replace("steps: 2, batch_size: 4}", "steps: 2, batch_size: 4, noise_level: 50}")
+    )
     assert main(["build", "-c", str(prompts)]) == 0
     out = capsys.readouterr().out
     assert "all 8 images are cached" in out and "upscale: 8 images" in out
@@ -208,29 +229,46 @@ def test_model_upscaler_settings_and_defaults(tmp_path, tiny_ldsr):
     config = load_config(write_prompts(tmp_path, "axes: {s: {a: a}}\nupscale: {upscaler: ldsr}\n"))
     u = config.upscale
     assert (u.model, u.revision, u.factor, u.steps, u.guidance, u.noise_level, u.batch_size) == (
-        "CompVis/ldm-super-resolution-4x-openimages", None, 4, 100, None, None, None)
+        "CompVis/ldm-super-resolution-4x-openimages",
+        None,
+        4,
+        100,
+        None,
+        None,
+        None,
+    )
     assert u.label == "LDSR 4x"
     config = load_config(write_prompts(tmp_path, "axes: {s: {a: a}}\nupscale: {upscaler: SD-X4, size: 1024}\n"))
     u = config.upscale
     assert (u.model, u.steps, u.guidance, u.noise_level, u.factor, u.size) == (
-        "stabilityai/stable-diffusion-x4-upscaler", 75, 9.0, 20, None, 1024)
+        "stabilityai/stable-diffusion-x4-upscaler",
+        75,
+        9.0,
+        20,
+        None,
+        1024,
+    )
     assert u.label == "SD x4 upscaler to 1024px"
-    config = load_config(write_prompts(tmp_path, f"axes: {{s: {{a: a}}}}\nupscale: {{upscaler: ldsr, model: "
-                                                 f"{tiny_ldsr}, factor: 2}}\n"))
+    config = load_config(
+        write_prompts(tmp_path, f"axes: {{s: {{a: a}}}}\nupscale: {{upscaler: ldsr, model: {tiny_ldsr}, factor: 2}}\n")
+    )
     assert config.upscale.model == str(tiny_ldsr) and config.upscale.label == "LDSR (tiny-ldsr) 2x"
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("upscale: {upscaler: lanczos, steps: 20}\n", "upscaler 'lanczos' takes no steps"),
-    ("upscale: {upscaler: ldsr, noise_level: 20}\n", "upscaler 'ldsr' takes no noise_level"),
-    ("upscale: {upscaler: sd-x4, noise_level: 351}\n", "between 0 and 350"),
-    ("upscale: {upscaler: sd-x4, steps: 0}\n", "between 1 and 1000"),
-    ("upscale: {upscaler: real-esrgan}\n", "for Real-ESRGAN write upscaler: esrgan"),
-    ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.pth}\n", "a pickle"),
-    ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.safetensors}\n", "needs a diffusers folder or hub id"),
-    ("upscale: {upscaler: ldsr, model: ./models/ldsr}\n", "no such file or folder"),
-    ("upscale: {upscaler: sd-x4, model: ./prompts.yaml}\n", "is not a folder"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("upscale: {upscaler: lanczos, steps: 20}\n", "upscaler 'lanczos' takes no steps"),
+        ("upscale: {upscaler: ldsr, noise_level: 20}\n", "upscaler 'ldsr' takes no noise_level"),
+        ("upscale: {upscaler: sd-x4, noise_level: 351}\n", "between 0 and 350"),
+        ("upscale: {upscaler: sd-x4, steps: 0}\n", "between 1 and 1000"),
+        ("upscale: {upscaler: real-esrgan}\n", "for Real-ESRGAN write upscaler: esrgan"),
+        ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.pth}\n", "a pickle"),
+        ("upscale: {upscaler: ldsr, model: ./RealESRGAN_x2plus.safetensors}\n", "needs a diffusers folder or hub id"),
+        ("upscale: {upscaler: ldsr, model: ./models/ldsr}\n", "no such file or folder"),
+        ("upscale: {upscaler: sd-x4, model: ./prompts.yaml}\n", "is not a folder"),
+    ],
+)
 def test_model_upscaler_mistakes_are_one_message(tmp_path, capsys, text, needle):
     prompts = write_prompts(tmp_path, "axes: {s: {a: a}}\n" + text)
     before = files_under(tmp_path)
@@ -242,10 +280,19 @@ def test_model_upscaler_mistakes_are_one_message(tmp_path, capsys, text, needle)
 
 def test_a_model_that_is_no_upscaler_stops_the_build_before_rendering(tmp_path, tiny_sd, tiny_ldsr, capsys):
     for upscaler, model, needle in (
-            ("ldsr", tiny_sd, "is a StableDiffusionPipeline, not the LDMSuperResolutionPipeline that upscaler 'ldsr' "
-                              "needs; give a model such as CompVis/ldm-super-resolution-4x-openimages"),
-            ("sd-x4", tiny_ldsr, "is a LDMSuperResolutionPipeline, not the StableDiffusionUpscalePipeline that "
-                                 "upscaler 'sd-x4' needs; for this model write upscaler: ldsr")):
+        (
+            "ldsr",
+            tiny_sd,
+            "is a StableDiffusionPipeline, not the LDMSuperResolutionPipeline that upscaler 'ldsr' "
+            "needs; give a model such as CompVis/ldm-super-resolution-4x-openimages",
+        ),
+        (
+            "sd-x4",
+            tiny_ldsr,
+            "is a LDMSuperResolutionPipeline, not the StableDiffusionUpscalePipeline that "
+            "upscaler 'sd-x4' needs; for this model write upscaler: ldsr",
+        ),
+    ):
         project = tmp_path / upscaler
         prompts = with_upscale(small_project(project, tiny_sd), f"upscale: {{upscaler: {upscaler}, model: {model}}}\n")
         before = files_under(project)
@@ -270,9 +317,9 @@ def test_the_examples_commented_upscale_step_loads(tmp_path):
     text = (REPO / "prompts.yaml").read_text(encoding="utf-8")
     lines = text.splitlines()
     start = lines.index("# upscale:")
-    block = [lines[start]] + list(itertools.takewhile(lambda l: l.startswith("#   "), lines[start + 1:]))
+    block = [lines[start]] + list(itertools.takewhile(lambda line: line.startswith("#   "), lines[start + 1 :]))
     assert len(block) > 2
-    uncommented = text.replace("\n".join(block), "\n".join(l[2:] for l in block))
+    uncommented = text.replace("\n".join(block), "\n".join(line[2:] for line in block))
     (tmp_path / "prompts.yaml").write_text(uncommented, encoding="utf-8")
     upscale = load_config(tmp_path / "prompts.yaml").upscale
     assert (upscale.upscaler, upscale.factor, upscale.tile) == ("esrgan", 2, 512)
@@ -281,8 +328,9 @@ def test_the_examples_commented_upscale_step_loads(tmp_path):
 
 def test_out_of_memory_halves_the_upscale_batch(tmp_path, tiny_sd, tiny_ldsr, monkeypatch, capsys):
     sizes = small_gpu(monkeypatch, "load_upscaler", "image")
-    prompts = with_upscale(small_project(tmp_path, tiny_sd),
-                           f"upscale: {{upscaler: ldsr, model: {tiny_ldsr}, steps: 1, batch_size: 8}}\n")
+    prompts = with_upscale(
+        small_project(tmp_path, tiny_sd), f"upscale: {{upscaler: ldsr, model: {tiny_ldsr}, steps: 1, batch_size: 8}}\n"
+    )
     assert main(["build", "-c", str(prompts)]) == 0
     assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
     assert "upscale batch size halved to 2" in capsys.readouterr().err

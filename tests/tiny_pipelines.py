@@ -118,8 +118,12 @@ def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
         tokenizer=clip_tokenizer(directory.parent),
         unet=_tiny_unet(32),
         scheduler=DDIMScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-            set_alpha_to_one=False, steps_offset=1,
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
         ),
         safety_checker=None,
         feature_extractor=None,
@@ -152,8 +156,9 @@ def build_tiny_ldm(directory: Path, seed: int = 0) -> Path:
         bert=bert,
         tokenizer=clip_tokenizer(directory.parent),
         unet=_tiny_unet(32),
-        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                                steps_offset=1),
+        scheduler=DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1
+        ),
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
@@ -167,18 +172,30 @@ def build_tiny_ldsr(directory: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     unet = UNet2DModel(
-        sample_size=16, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        sample_size=16,
+        in_channels=6,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=8,
     )
     vqvae = VQModel(
-        in_channels=3, out_channels=3, block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=3, num_vq_embeddings=64, norm_num_groups=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=3,
+        num_vq_embeddings=64,
+        norm_num_groups=8,
         layers_per_block=1,
     )
     scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0155, beta_schedule="scaled_linear", clip_sample=False)
     LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler).save_pretrained(
-        directory, safe_serialization=True)
+        directory, safe_serialization=True
+    )
     return directory
 
 
@@ -197,14 +214,28 @@ def build_tiny_sd_upscaler(directory: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=7, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        sample_size=16,
+        in_channels=7,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
         # attention on the coarser level only, as in the real one: a 64px source is 4,096 tokens at full size
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8, num_class_embeds=1000,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+        num_class_embeds=1000,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
         scaling_factor=0.08333,
     )
     pipe = StableDiffusionUpscalePipeline(
@@ -213,8 +244,14 @@ def build_tiny_sd_upscaler(directory: Path, seed: int = 0) -> Path:
         tokenizer=clip_tokenizer(directory.parent),
         unet=unet,
         low_res_scheduler=DDPMScheduler(beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear"),
-        scheduler=DDIMScheduler(beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
-                                prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False),
+        scheduler=DDIMScheduler(
+            beta_start=0.0001,
+            beta_end=0.02,
+            beta_schedule="scaled_linear",
+            prediction_type="v_prediction",
+            clip_sample=False,
+            set_alpha_to_one=False,
+        ),
         max_noise_level=350,
     )
     pipe.save_pretrained(directory, safe_serialization=True)

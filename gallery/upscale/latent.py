@@ -10,6 +10,7 @@ as rendering does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from gallery import loading
 from gallery.batching import in_batches
@@ -36,29 +37,47 @@ class LatentUpscaler(ModelUpscaler):
         versions = loading.versions("diffusers", "transformers")
         for (width, height), group in by_size(todo).items():
             batch = self.upscale.batch_size or auto_batch_size(width, height, self.target.device)
-            at_one = ("out of GPU memory upscaling one image; set render.attention_slicing, "
-                      "render.vae_tiling or render.cpu_offload, or use upscaler: lanczos")
+            at_one = (
+                "out of GPU memory upscaling one image; set render.attention_slicing, "
+                "render.vae_tiling or render.cpu_offload, or use upscaler: lanczos"
+            )
 
             def call(chunk: Sequence[UpscaleJob]):
                 return self._call([source(u) for u in chunk], chunk)
 
             for chunk, arrays, seconds in in_batches(group, batch, call, self.warn, "upscale batch size", at_one):
-                yield chunk, arrays, {
-                    "device": self.target.device, "dtype": self.target.dtype, "batch_size": len(chunk),
-                    "pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
-                    "seconds": round(seconds / len(chunk), 4), "versions": versions}
+                yield (
+                    chunk,
+                    arrays,
+                    {
+                        "device": self.target.device,
+                        "dtype": self.target.dtype,
+                        "batch_size": len(chunk),
+                        "pipeline": type(self.pipe).__name__,
+                        "scheduler": type(self.pipe.scheduler).__name__,
+                        "seconds": round(seconds / len(chunk), 4),
+                        "versions": versions,
+                    },
+                )
 
     def _call(self, images: list, chunk: Sequence[UpscaleJob]):
         """One pipeline call: float images (height, width, 3) in 0..1, one per job."""
         import torch
 
         generators = [torch.Generator("cpu").manual_seed(u.source.seed) for u in chunk]
-        kwargs = {"num_inference_steps": self.upscale.steps, "generator": generators,
-                  "output_type": "pt"}  # LDSR's "np" cannot convert bfloat16; we convert below
+        kwargs: dict[str, Any] = {
+            "num_inference_steps": self.upscale.steps,
+            "generator": generators,
+            "output_type": "pt",
+        }  # LDSR's "np" cannot convert bfloat16; we convert below
         if self.upscale.guidance is not None:  # the SD x4 upscaler: text-conditioned
-            kwargs.update(prompt=[u.source.prompt for u in chunk], image=images,
-                          negative_prompt=[u.source.picture.negative_prompt for u in chunk],
-                          guidance_scale=self.upscale.guidance, noise_level=self.upscale.noise_level)
+            kwargs.update(
+                prompt=[u.source.prompt for u in chunk],
+                image=images,
+                negative_prompt=[u.source.picture.negative_prompt for u in chunk],
+                guidance_scale=self.upscale.guidance,
+                noise_level=self.upscale.noise_level,
+            )
         else:  # LDSR takes a batch only as a tensor
             kwargs.update(image=torch.cat([_ldsr_input(image) for image in images]))
         with torch.inference_mode():
@@ -78,6 +97,6 @@ def _ldsr_input(image):
 
     w, h = (x - x % 32 for x in image.size)
     if (w, h) != image.size:
-        image = image.resize((w, h), Image.LANCZOS)
+        image = image.resize((w, h), Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.transpose(2, 0, 1)[None].copy()) * 2.0 - 1.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gallery import loading
 from gallery.batching import in_batches
@@ -34,8 +35,9 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
 
 
 def tile_boxes(width: int, height: int, tile: int, overlap: int) -> list[Box]:
-    return [(x0, y0, x1, y1) for y0, y1 in tile_spans(height, tile, overlap)
-            for x0, x1 in tile_spans(width, tile, overlap)]
+    return [
+        (x0, y0, x1, y1) for y0, y1 in tile_spans(height, tile, overlap) for x0, x1 in tile_spans(width, tile, overlap)
+    ]
 
 
 def ramp(start: int, end: int, length: int, fade: int):
@@ -61,12 +63,17 @@ def blend_weights(boxes: Sequence[Box], width: int, height: int, scale: int, ove
     import numpy as np
 
     fade = overlap * scale
-    weights = [np.outer(ramp(y0 * scale, y1 * scale, height * scale, fade),
-                        ramp(x0 * scale, x1 * scale, width * scale, fade)) for x0, y0, x1, y1 in boxes]
+    weights = [
+        np.outer(ramp(y0 * scale, y1 * scale, height * scale, fade), ramp(x0 * scale, x1 * scale, width * scale, fade))
+        for x0, y0, x1, y1 in boxes
+    ]
     total = np.zeros((height * scale, width * scale), dtype=np.float32)
-    for (x0, y0, x1, y1), w in zip(boxes, weights):
+    for (x0, y0, x1, y1), w in zip(boxes, weights, strict=True):
         total[y0 * scale : y1 * scale, x0 * scale : x1 * scale] += w
-    return [w / total[y0 * scale : y1 * scale, x0 * scale : x1 * scale] for (x0, y0, x1, y1), w in zip(boxes, weights)]
+    return [
+        w / total[y0 * scale : y1 * scale, x0 * scale : x1 * scale]
+        for (x0, y0, x1, y1), w in zip(boxes, weights, strict=True)
+    ]
 
 
 def auto_batch_size(tile_width: int, tile_height: int, device: str) -> int:
@@ -80,8 +87,8 @@ def auto_batch_size(tile_width: int, tile_height: int, device: str) -> int:
 class _Picture:
     """One picture being upscaled: its source pixels and its output so far."""
 
-    pixels: object  # torch tensor (3, h, w), 0..1
-    output: object  # numpy (3, h * scale, w * scale), the weighted tiles so far
+    pixels: Any  # torch tensor (3, h, w), 0..1
+    output: Any  # numpy (3, h * scale, w * scale), the weighted tiles so far
     tiles_left: int
     seconds: float = 0.0
 
@@ -93,9 +100,13 @@ class TiledUpscaler(ModelUpscaler):
     def batches(self, todo: Sequence[UpscaleJob], source: Callable[[UpscaleJob], object]) -> Iterator[tuple]:
         """One finished picture at a time, at the model's own scale."""
         model = self.model
-        made = {"device": self.target.device, "dtype": str(model.dtype).removeprefix("torch."),
-                "architecture": model.architecture.name, "model_scale": model.scale,
-                "versions": loading.versions("spandrel")}
+        made = {
+            "device": self.target.device,
+            "dtype": str(model.dtype).removeprefix("torch."),
+            "architecture": model.architecture.name,
+            "model_scale": model.scale,
+            "versions": loading.versions("spandrel"),
+        }
         for (width, height), group in by_size(todo).items():
             for u, array, seconds, tiles, batch in self.upscale_pictures(group, source, width, height):
                 yield [u], [array], dict(made, tiles=tiles, batch_size=batch, seconds=round(seconds, 4))
@@ -129,10 +140,12 @@ class TiledUpscaler(ModelUpscaler):
             return self.model(batch).float().cpu().numpy()
 
         work = [(n, i) for n in range(len(items)) for i in range(len(boxes))]
-        at_one = (f"out of GPU memory upscaling one {tile_w}x{tile_h} tile; set upscale.tile smaller "
-                  "(e.g. 256), or use upscaler: lanczos")
+        at_one = (
+            f"out of GPU memory upscaling one {tile_w}x{tile_h} tile; set upscale.tile smaller "
+            "(e.g. 256), or use upscaler: lanczos"
+        )
         for chunk, outputs, seconds in in_batches(work, batch, call, self.warn, "upscale batch size (tiles)", at_one):
-            for (n, i), out in zip(chunk, outputs):
+            for (n, i), out in zip(chunk, outputs, strict=True):
                 x0, y0, x1, y1 = (v * scale for v in boxes[i])
                 p = pictures[n]
                 p.output[:, y0:y1, x0:x1] += out * weights[i]
