@@ -11,7 +11,7 @@ from pathlib import Path
 from gallery import __version__
 from gallery.cache import Cache
 from gallery.config import Config, load_config
-from gallery.errors import ConfigError, GalleryError
+from gallery.errors import GalleryError
 from gallery.fingerprint import Memo
 from gallery.plan import Plan
 from gallery.project import open_project
@@ -43,9 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gallery {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, run, help_text: str, *, plans: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-c", "--config", default="prompts.yaml", help="the prompts file (default: prompts.yaml)")
+        if plans:
+            p.add_argument("-y", "--yes", action="store_true", help="go on with a matrix larger than limits.max_images")
         p.set_defaults(run=run)
         return p
 
@@ -64,8 +66,7 @@ def _parser() -> argparse.ArgumentParser:
             "many processes renders only its share and upscales nothing",
         ),
     ):
-        p = command(name, run, text)
-        p.add_argument("-y", "--yes", action="store_true", help="render even a matrix larger than limits.max_images")
+        command(name, run, text)
     site = command("site", run_site, "write the site from what is cached (renders and upscales nothing)")
     for p in (site, sub.choices["build"]):
         p.add_argument(
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         "prune", run_prune, "remove cache entries that are no longer in the plan (a dry run unless --delete)"
     )
     prune.add_argument("--delete", action="store_true", help="really delete them")
-    pub = command("publish", run_publish, "build site/ with Jekyll and push it to the gh-pages branch")
+    pub = command("publish", run_publish, "build site/ with Jekyll and push it to the gh-pages branch", plans=False)
     pub.add_argument("--remote", default="origin", help="git remote name or URL (default: origin)")
     pub.add_argument("--branch", default="gh-pages", help="branch to push (default: gh-pages)")
     pub.add_argument(
@@ -110,13 +111,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("-o", "--output", type=Path, help="write it to this file instead")
     schema.set_defaults(run=run_schema)
-    serve = command("serve", run_serve, "preview the page from site/ on http://127.0.0.1:PORT (no Jekyll needed)")
+    serve = command(
+        "serve", run_serve, "preview the page from site/ on http://127.0.0.1:PORT (no Jekyll needed)", plans=False
+    )
     serve.add_argument("--port", type=_port, default=8000, help="0 to 65535 (default 8000; 0: any free one)")
     return parser
 
 
 def _load(args) -> tuple[Config, Plan, Cache, Memo]:
-    project = open_project(args.config)
+    project = open_project(args.config, any_size=args.yes)
     return project.config, project.plan, project.cache, project.memo
 
 
@@ -149,7 +152,7 @@ def run_render(args) -> int:
     share = this_process()
     if share.alone:
         _check_upscaler(plan, entries)
-    rejected = _render(config, plan, cache, args.yes, entries)
+    rejected = _render(config, plan, cache, entries)
     memo.save()
     if share.alone:
         rejected += _upscale(plan, cache, entries)
@@ -178,7 +181,7 @@ def run_build(args) -> int:
     config, plan, cache, memo = _load(args)
     entries = cache.whole_entries(plan.keys)
     _check_upscaler(plan, entries)
-    rejected = _render(config, plan, cache, args.yes, entries)
+    rejected = _render(config, plan, cache, entries)
     memo.save()  # after rendering, so a model that fails to load leaves nothing behind
     rejected += _upscale(plan, cache, entries)
     _site(config, plan, cache, args.into, entries)
@@ -283,21 +286,13 @@ def run_serve(args) -> int:
     return 0
 
 
-def _render(config: Config, plan: Plan, cache: Cache, yes: bool, entries: dict) -> int:
+def _render(config: Config, plan: Plan, cache: Cache, entries: dict) -> int:
     """Render what is missing; return how many images came out unusable (not cached).
     `entries` (the whole entries found before) is brought up to date with what was rendered."""
     missing = [job for job in plan.jobs if job.key not in entries]
     if not missing:
         print(f"render: all {len(plan.jobs)} images are cached")
         return 0
-    if len(missing) > config.max_images and not yes:
-        raise ConfigError(
-            f"{len(missing)} images to render is more than limits.max_images ({config.max_images})",
-            file=str(config.source),
-            line=config.line("limits.max_images"),
-            key="limits.max_images",
-            hint="pass --yes to render them anyway, or raise limits.max_images",
-        )
     # Imported only now: a fully cached build never loads torch or diffusers.
     from tqdm import tqdm
 

@@ -4,11 +4,13 @@ benchmarks all start here. plan.py stays pure; the identity of a local model nee
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from gallery.cache import Cache
 from gallery.config import Config, load_config
+from gallery.errors import ConfigError
 from gallery.fingerprint import Memo, model_identities
 from gallery.plan import Plan, expand, models
 
@@ -33,7 +35,31 @@ class Project:
         return self.plan.config
 
 
-def open_project(path: str | Path) -> Project:
+def image_count(config: Config) -> int:
+    """How many images the matrix holds, from the option counts alone (nothing expanded)."""
+    return math.prod(len(axis.options) for axis in config.axes) * config.runtime.samples
+
+
+def check_size(config: Config) -> None:
+    """Refuse a matrix larger than limits.max_images before expanding it (7 axes of 10 options
+    would be 10 million jobs in memory before anything else could say no)."""
+    count = image_count(config)
+    if count > config.max_images:
+        sizes = " x ".join(str(len(axis.options)) for axis in config.axes)
+        raise ConfigError(
+            f"{count:,} images ({sizes} options x {config.runtime.samples} samples) is more than "
+            f"limits.max_images ({config.max_images:,})",
+            file=str(config.source),
+            line=config.line("limits.max_images"),
+            key="limits.max_images",
+            hint="raise limits.max_images, or pass --yes to go on anyway",
+        )
+
+
+def open_project(path: str | Path, *, any_size: bool = False) -> Project:
+    """The prompts file at `path`, planned; larger than limits.max_images only with `any_size`."""
     config = load_config(path)
+    if not any_size:
+        check_size(config)
     memo = Memo(config.cache_dir)
     return Project(plan_of(config, memo), Cache(config.cache_dir), memo)

@@ -647,7 +647,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_images",
         Whole(1, 10**9),
-        "a build that would render more stops unless you pass `--yes`",
+        "a larger matrix (counted from the options, before anything is expanded) stops every command "
+        "with one message unless you pass `--yes`",
         ("limits",),
         10_000,
     ),

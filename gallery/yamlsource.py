@@ -16,6 +16,7 @@ import yaml
 from gallery.errors import ConfigError
 
 MAX_NODES = 100_000  # far above any real prompts.yaml, far below what an alias bomb expands to
+MAX_TEXT = 10_000_000  # characters of text once aliases are expanded: one long string aliased many times
 MAX_DEPTH = 50
 MERGE = "tag:yaml.org,2002:merge"
 
@@ -126,6 +127,7 @@ class _Converter:
         self.lines: dict[tuple, int] = {}
         self.texts: dict[tuple, str] = {}
         self.budget = MAX_NODES
+        self.text_budget = MAX_TEXT
 
     def convert(self, node: yaml.Node, path: tuple, depth: int) -> Any:
         self.budget -= 1
@@ -147,6 +149,15 @@ class _Converter:
                 hint="remove the tag",
             )
         if isinstance(node, yaml.ScalarNode):
+            self.text_budget -= len(node.value)
+            if self.text_budget < 0:
+                where = path[:2]
+                raise ConfigError(
+                    f"the document expands to more than {MAX_TEXT:,} characters of text (an alias bomb?)",
+                    line=self.lines.get(where, node.start_mark.line + 1),
+                    key=dotted(where) or None,
+                    hint="write long text once, without aliasing it many times",
+                )
             try:
                 value = self.constructor.construct_object(node, deep=True)
             except Exception as err:  # a bad !!tag, a date like 2001-13-45, a 5000-digit number

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,17 @@ RAW = {
     "blank-lines": (b"\n   \n\n", 1, "the file is empty"),
     "utf-16": ("axes:\n  subject: {cat: a cat}\n".encode("utf-16"), 1, "is not valid UTF-8"),
     "bom-then-list": ("\ufeff- axes\n".encode("utf-8"), 1, "must be a mapping"),
+    # 400 KB of text aliased 40 times: under the node budget, 16 MB once expanded
+    "long-text-aliased": (
+        (
+            "axes:\n  subject:\n    a0: &big "
+            + "x" * 400_000
+            + "\n"
+            + "".join(f"    a{i}: *big\n" for i in range(1, 40))
+        ).encode("utf-8"),
+        2,
+        "expands to more than 10,000,000 characters",
+    ),
 }
 
 
@@ -90,6 +102,20 @@ def test_raw_bytes_one_message_nothing_written(name, tmp_path, capsys):
     assert main(["build", "-c", str(path)]) == 2
     assert_one_message(capsys.readouterr().err, path, line, None, needle)
     assert everything_under(tmp_path) == before
+
+
+def test_a_huge_matrix_is_refused_before_it_is_expanded(tmp_path, capsys):
+    """7 axes of 10 options: ten million jobs. Refused from the option counts, `plan` too, at once."""
+    axes = "".join(f"  a{n}: {{{', '.join(f'o{i}: w{i}' for i in range(10))}}}\n" for n in range(7))
+    path = tmp_path / "prompts.yaml"
+    path.write_text(f"axes:\n{axes}render: {{samples: 1}}\n", encoding="utf-8")
+    for command in ("plan", "render", "site", "build", "verify", "prune"):
+        started = time.perf_counter()
+        assert main([command, "-c", str(path)]) == 2
+        assert time.perf_counter() - started < 5
+        err = capsys.readouterr().err
+        assert "10,000,000 images (10 x 10 x 10 x 10 x 10 x 10 x 10 options x 1 samples)" in err, err
+        assert "more than limits.max_images (10,000)" in err and "--yes" in err
 
 
 def test_too_many_images_stops_before_torch_and_writes_nothing(tmp_path):
