@@ -133,10 +133,11 @@ class Ours:
         cache = Cache(self.project / f"cache-{r}")
         for job, path in zip(self.plan.jobs, self.sources, strict=True):
             cache.put(job.key, path.read_bytes(), {"key": job.key, "recipe": job.recipe})
-        todo = stage.missing(self.plan, cache.whole_entries(job.key for job in self.plan.jobs))
+        entries = cache.whole_entries(job.key for job in self.plan.jobs)
+        todo = stage.missing(self.plan, entries)
         _sync(self.config.runtime.device)
         t0 = time.perf_counter()
-        rejected = stage.run(self.plan, cache, todo)
+        rejected = stage.run(self.plan, cache, todo, entries)
         _sync(self.config.runtime.device)
         seconds = time.perf_counter() - t0
         if rejected or len(cache.whole_entries(u.key for u in todo)) != len(todo):

@@ -44,9 +44,10 @@ class Cache:
 
     def whole_entries(self, keys: Iterable[str]) -> dict[str, dict]:
         """key -> sidecar of every whole entry among `keys`: both files, a sidecar that names its key,
-        a PNG of the recorded size. Cheap (a stat and a small JSON each) so a fully cached build stays
-        fast; `check` (gallery verify) goes deeper. Plain string paths: for thousands of entries
-        pathlib's overhead would dominate."""
+        a PNG of the recorded size and, where its time of writing differs from the recorded one (the
+        file was changed, or copied), of the recorded SHA-256. Cheap (a stat and a small JSON each)
+        so a fully cached build stays fast; `check` (gallery verify) decodes too. Plain string
+        paths: for thousands of entries pathlib's overhead would dominate."""
         root = str(self.images)
         whole = {}
         for key in keys:
@@ -54,8 +55,13 @@ class Cache:
             try:
                 with open(base + ".json", "rb") as f:
                     side = json.loads(f.read())
-                if side.get("key") == key and os.stat(base + ".png").st_size == side["png"]["bytes"]:
-                    whole[key] = side
+                png = side["png"]
+                stat = os.stat(base + ".png")
+                if side.get("key") != key or stat.st_size != png["bytes"]:
+                    continue
+                if png.get("mtime_ns", stat.st_mtime_ns) != stat.st_mtime_ns and not _same_hash(base + ".png", png):
+                    continue
+                whole[key] = side
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 pass
         return whole
@@ -67,6 +73,7 @@ class Cache:
         )
         try:
             atomic_write_bytes(self.png_path(key), png, durable=True)
+            sidecar["png"]["mtime_ns"] = self.png_path(key).stat().st_mtime_ns  # a later change shows in a stat
             atomic_write_bytes(
                 self.sidecar_path(key),
                 (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
@@ -155,3 +162,8 @@ class Cache:
             yield
         finally:
             lock.release()
+
+
+def _same_hash(path: str, png: dict) -> bool:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest() == png.get("sha256")

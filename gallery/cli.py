@@ -190,6 +190,7 @@ def run_build(args) -> int:
 
 def run_verify(args) -> int:
     from gallery.plan import recipe_key
+    from gallery.upscale import stage
 
     _, plan, cache, _ = _load(args)
     entries = [(job, job.key, "") for job in plan.jobs]
@@ -198,6 +199,12 @@ def run_verify(args) -> int:
         problems = [(job, key, what, cache.check(key, recipe_key)) for job, key, what in entries]
         broken = [p for p in problems if p[3] not in (None, "missing")]
         missing = sum(p[3] == "missing" for p in problems)
+        whole = cache.whole_entries(key for _, key, _, fault in problems if fault is None)
+        broken += [
+            (u.source, u.key, " (upscaled)", "made from other pixels than its source holds now")
+            for u in plan.upscales.values()
+            if stage.stale(u, whole)
+        ]
         for job, key, what, fault in broken:
             print(f"verify: {'/'.join(job.cell)} sample {job.sample}{what}: {fault} ({key[:12]})")
             cache.set_aside(key)
@@ -359,7 +366,7 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
         entries.update(cache.whole_entries(u.key for u in plan.upscales.values()))
         todo = stage.missing(plan, entries)
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            rejected = stage.run(plan, cache, todo, bar) if todo else []
+            rejected = stage.run(plan, cache, todo, entries, bar) if todo else []
     entries.update(cache.whole_entries(u.key for u in todo))
     print(f"upscale: {len(todo)} images ({_upscaler(plan.config)}) in {_duration(time.perf_counter() - started)}")
     return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])

@@ -25,6 +25,7 @@ from gallery.errors import GalleryError
 from gallery.fsutil import TEMP_PREFIX, write_if_changed
 from gallery.ownership import SiteRecords
 from gallery.plan import Plan
+from gallery.upscale import stage as upscale_stage
 from gallery.webimages import WebImage, derive
 
 # Inside an installed wheel the templates ship in the package; in a checkout they stand at the top.
@@ -130,7 +131,11 @@ def _build(
     if entries is None:
         entries = cache.whole_entries(plan.keys)
     shown = {job.key: plan.published_key(job) for job in plan.jobs}  # the render, or its upscale
-    available = {key for key, published in shown.items() if published in entries}
+    available = {
+        key
+        for key, published in shown.items()
+        if published in entries and not (plan.upscales and upscale_stage.stale(plan.upscales[key], entries))
+    }
     report.not_upscaled = sum(job.key not in available and job.key in entries for job in plan.jobs)
     report.missing = len(plan.jobs) - len(available) - report.not_upscaled
     image_dir = manifest_mod.image_dir(plan)

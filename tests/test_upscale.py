@@ -16,6 +16,7 @@ from gallery.cli import main
 from gallery.config import load_config
 from gallery.errors import ConfigError
 from gallery.metadata import read_parameters
+from gallery.plan import recipe_key
 from gallery.project import open_project
 from test_build import cache_entries, small_project
 
@@ -335,3 +336,73 @@ def test_out_of_memory_halves_the_upscale_batch(tmp_path, tiny_sd, tiny_ldsr, mo
     assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
     assert "upscale batch size halved to 2" in capsys.readouterr().err
     assert len(sidecars(prompts, upscaled=True)) == 8
+
+
+def flip_a_byte(path, keep_time: bool) -> None:
+    """One byte of the picture data changed in place (same size); optionally its time restored too,
+    as bit rot or a careful tool would leave it."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    if keep_time:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_changed_byte_in_a_render_is_rendered_again_by_the_next_build(tmp_path, tiny_sd, capsys):
+    prompts = small_project(tmp_path, tiny_sd)
+    assert main(["build", "-c", str(prompts)]) == 0
+    project = open_project(prompts)
+    job = project.plan.jobs[3]
+    flip_a_byte(project.cache.png_path(job.key), keep_time=False)
+    capsys.readouterr()
+    assert main(["build", "-c", str(prompts)]) == 0
+    assert "render: 1 images" in capsys.readouterr().out
+    assert project.cache.check(job.key, recipe_key) is None
+
+
+def test_the_upscale_stage_never_starts_from_a_damaged_source(tmp_path, tiny_sd, capsys):
+    prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos, factor: 2}\n")
+    assert main(["build", "-c", str(prompts)]) == 0
+    project = open_project(prompts)
+    job = project.plan.jobs[2]
+    flip_a_byte(project.cache.png_path(job.key), keep_time=True)  # a stat cannot see it: the stage's hash does
+    prompts.write_text(prompts.read_text().replace("factor: 2}", "factor: 3}"))
+    capsys.readouterr()
+    assert main(["build", "-c", str(prompts)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "source changed on disk; set aside" in err
+    assert main(["build", "-c", str(prompts)]) == 0  # rendered again, then upscaled
+    project = open_project(prompts)
+    entries = project.cache.whole_entries(project.plan.keys)
+    assert all(key in entries for key in project.plan.keys)
+
+
+def test_an_upscale_of_an_earlier_source_is_made_again(tmp_path, tiny_sd, capsys):
+    """The source was rendered again with other pixels (another GPU, a damaged file replaced): the
+    upscale made from the old pixels is stale, and the page shows the new source upscaled."""
+    prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos, factor: 2}\n")
+    assert main(["build", "-c", str(prompts)]) == 0
+    project = open_project(prompts)
+    job = project.plan.jobs[0]
+    other = project.plan.jobs[1]
+    sidecar = project.cache.sidecar(job.key)
+    project.cache.put(job.key, project.cache.png_path(other.key).read_bytes(), {**sidecar, "png": {}})
+    capsys.readouterr()
+    assert main(["build", "-c", str(prompts)]) == 0
+    assert "upscale: 1 images" in capsys.readouterr().out
+    upscaled = project.cache.png_path(project.plan.upscales[job.key].key)
+    expected = Image.open(project.cache.png_path(other.key)).convert("RGB").resize((128, 128), Image.Resampling.LANCZOS)
+    assert np.array_equal(np.asarray(Image.open(upscaled).convert("RGB")), np.asarray(expected))
+
+
+def test_verify_sets_aside_an_upscale_of_an_earlier_source(tmp_path, tiny_sd, capsys):
+    prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos, factor: 2}\n")
+    assert main(["build", "-c", str(prompts)]) == 0
+    project = open_project(prompts)
+    job, other = project.plan.jobs[0], project.plan.jobs[1]
+    project.cache.put(job.key, project.cache.png_path(other.key).read_bytes(), {**project.cache.sidecar(job.key)})
+    capsys.readouterr()
+    assert main(["verify", "-c", str(prompts)]) == 1
+    assert "(upscaled): made from other pixels than its source holds now" in capsys.readouterr().out
+    assert main(["verify", "-c", str(prompts)]) == 0

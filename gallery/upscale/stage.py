@@ -10,6 +10,7 @@ own scale) is resized with Lanczos where another factor or size was asked.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,19 +27,58 @@ if TYPE_CHECKING:
 
 
 def missing(plan: Plan, entries: dict[str, dict]) -> list[UpscaleJob]:
-    """Upscale jobs whose source is rendered and whose result is not cached yet."""
-    return [u for job in plan.jobs if (u := plan.upscales.get(job.key)) and job.key in entries and u.key not in entries]
+    """Upscale jobs whose source is rendered and whose result is not cached yet, or stale."""
+    return [
+        u
+        for job in plan.jobs
+        if (u := plan.upscales.get(job.key)) and job.key in entries and (u.key not in entries or stale(u, entries))
+    ]
 
 
-def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> list[tuple[UpscaleJob, str]]:
-    """Upscale `todo` into the cache; return the images that came out unusable (not cached), and why."""
+def stale(u: UpscaleJob, entries: dict[str, dict]) -> bool:
+    """An upscaled entry made from other bytes than its source holds now (the source was damaged and
+    rendered again): it is made again, so the page never shows the upscale of another picture.
+    Entries from before the source's hash was recorded are taken as they are."""
+    made_from = entries.get(u.key, {}).get("source_sha256")
+    source = entries.get(u.source.key)
+    return made_from is not None and source is not None and made_from != source["png"]["sha256"]
+
+
+def run(
+    plan: Plan, cache: Cache, todo: list[UpscaleJob], entries: dict[str, dict], progress=None
+) -> list[tuple[UpscaleJob, str]]:
+    """Upscale `todo` into the cache; return the images that came out unusable (not cached), and why.
+    A source whose bytes no longer match its sidecar is set aside (the next build renders it again)
+    and not upscaled: an upscale never starts from a damaged or replaced picture."""
     upscale = plan.config.upscale
     assert upscale is not None  # only a plan with upscale jobs comes here
+    rejected = []
+    for u in [u for u in todo if not _source_intact(cache, u, entries)]:
+        cache.set_aside(u.source.key)
+        entries.pop(u.source.key, None)  # the site stage must not publish it either
+        rejected.append((u, "its rendered source changed on disk; set aside, the next build renders it again"))
+        todo = [t for t in todo if t is not u]
+    return rejected + _upscale(plan, cache, todo, entries, progress)
+
+
+def _source_intact(cache: Cache, u: UpscaleJob, entries: dict[str, dict]) -> bool:
+    try:
+        data = cache.png_path(u.source.key).read_bytes()
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() == entries[u.source.key]["png"]["sha256"]
+
+
+def _upscale(
+    plan: Plan, cache: Cache, todo: list[UpscaleJob], entries: dict[str, dict], progress=None
+) -> list[tuple[UpscaleJob, str]]:
+    upscale = plan.config.upscale
+    assert upscale is not None
     loader = upscale.kind.loader
     if loader == "pillow":
         map_images(
             _lanczos,
-            [_task(cache, u) for u in todo],
+            [_task(cache, u, entries) for u in todo],
             few=16,
             chunksize=4,
             on_each=(lambda: progress.update(1)) if progress is not None else None,
@@ -55,7 +95,7 @@ def run(plan: Plan, cache: Cache, todo: list[UpscaleJob], progress=None) -> list
     stored = upscaler.run(
         todo,
         source=lambda u: open_rgb(cache.png_path(u.source.key)),
-        store=lambda u, image, made: _store(_task(cache, u), image, made),
+        store=lambda u, image, made: _store(_task(cache, u, entries), image, made),
         progress=progress,
     )
     return stored.rejected
@@ -66,7 +106,7 @@ def open_rgb(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
-def _task(cache: Cache, u: UpscaleJob) -> dict:
+def _task(cache: Cache, u: UpscaleJob, entries: dict[str, dict]) -> dict:
     job = u.source
     recipe, source_recipe = u.recipe, job.recipe
     parameters = metadata.a1111_parameters(source_recipe, job.picture.model_name)
@@ -90,6 +130,7 @@ def _task(cache: Cache, u: UpscaleJob) -> dict:
             "recipe": recipe,
             "source_recipe": source_recipe,
             "upscaler": u.upscale.label,
+            "source_sha256": entries[job.key]["png"]["sha256"],  # what it was made from (see stale)
         },
     }
 
