@@ -365,8 +365,10 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
         # what another build upscaled while this one waited for the lock is done
         entries.update(cache.whole_entries(u.key for u in plan.upscales.values()))
         todo = stage.missing(plan, entries)
+        if not todo:
+            return 0
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            rejected = stage.run(plan, cache, todo, entries, bar) if todo else []
+            rejected = stage.run(plan, cache, todo, entries, bar)
     entries.update(cache.whole_entries(u.key for u in todo))
     print(f"upscale: {len(todo)} images ({_upscaler(plan.config)}) in {_duration(time.perf_counter() - started)}")
     return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])

@@ -142,3 +142,46 @@ def test_an_interrupted_first_site_is_not_taken_for_someone_elses(tmp_path, tiny
         site_module._page_files = real
     assert list(load_config(prompts).site_dir.rglob("*.webp"))
     assert main(["site", "-c", str(prompts)]) == 0
+
+
+def test_two_site_stages_at_once_both_finish_and_agree(tmp_path, tiny_sd):
+    reference = project(tmp_path / "ref", tiny_sd, site="../reference-site", styles="x, y")
+    assert main(["build", "-c", str(reference)]) == 0
+    prompts = project(tmp_path / "g", tiny_sd, styles="x, y")
+    # a first site of another matrix, so both stages have files to replace and to remove
+    before = project(tmp_path / "g", tiny_sd, styles="x, z", title="Before")
+    assert main(["build", "-c", str(before)]) == 0
+    prompts = project(tmp_path / "g", tiny_sd, styles="x, y")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gallery", "site", "-c", str(prompts)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    assert "Traceback" not in "".join(out + err for out, err in results)
+    assert tree(load_config(prompts).site_dir) == tree(tmp_path / "reference-site")
+
+
+def test_a_slug_rename_removes_the_old_page_and_another_config_cannot_take_a_slug(tmp_path, tiny_sd, capsys):
+    prompts = project(tmp_path / "g", tiny_sd, styles="x")
+    assert main(["build", "-c", str(prompts)]) == 0
+    site = load_config(prompts).site_dir
+    assert (site / "_projects/kills.md").is_file() and (site / "assets/img/kills").is_dir()
+    prompts.write_text(prompts.read_text().replace("slug: kills", "slug: renamed"))
+    assert main(["site", "-c", str(prompts)]) == 0
+    assert not (site / "_projects/kills.md").exists() and not (site / "assets/img/kills").exists()
+    assert not (site / "_includes/prompt_gallery/kills").exists()
+    assert (site / "_projects/renamed.md").is_file()
+    # a second prompts.yaml writing the same slug into the same site is refused, naming the first
+    other = tmp_path / "g" / "other.yaml"
+    other.write_text(prompts.read_text())
+    capsys.readouterr()
+    assert main(["site", "-c", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "page.slug 'renamed' is already the page of" in err and str(prompts.resolve()) in err

@@ -406,3 +406,26 @@ def test_verify_sets_aside_an_upscale_of_an_earlier_source(tmp_path, tiny_sd, ca
     assert main(["verify", "-c", str(prompts)]) == 1
     assert "(upscaled): made from other pixels than its source holds now" in capsys.readouterr().out
     assert main(["verify", "-c", str(prompts)]) == 0
+
+
+def test_two_builds_at_once_upscale_each_image_once(tmp_path, tiny_sd):
+    prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos, factor: 2}\n")
+    assert main(["build", "-c", str(prompts)]) == 0
+    prompts.write_text(prompts.read_text().replace("factor: 2}", "factor: 3}"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gallery", "build", "-c", str(prompts)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    upscaled = [out for out, _ in results if "upscale: 8 images (Lanczos 3x)" in out]
+    assert len(upscaled) == 1, results  # the second waited for the lock, then found them done
+    assert sum("upscale:" in out for out, _ in results) == 1, results
