@@ -14,8 +14,6 @@ from typing import Any
 
 from gallery.settings import BY_NAME, SAFE_KEY, SECTIONS, UPSCALERS, Setting, ecma, names
 
-SCHEMA_ID = "https://github.com/prompt-gallery/prompt-gallery/prompts.schema.json"
-
 
 def json_schema() -> dict:
     """A JSON Schema (draft-07, which editors' YAML extensions read) for prompts.yaml."""
@@ -73,7 +71,6 @@ def json_schema() -> dict:
     ]
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": SCHEMA_ID,
         "title": "prompts.yaml of the prompt gallery generator",
         "description": "The matrix of prompts to render and the page to show them on.",
         "type": "object",
