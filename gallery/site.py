@@ -141,7 +141,7 @@ def _build(
     image_dir = manifest_mod.image_dir(plan)
     page_templates = _page_templates(plan, standalone)
     records.claim(slug, source, list(page_templates), image_dir, standalone=standalone)
-    _remove_temp_files(out / image_dir)  # left by a stage that was killed mid-write
+    _remove_temp_files(out, list(page_templates), image_dir)  # left by a stage that was killed mid-write
 
     webs = []
     for cell in plan.cells:
@@ -209,11 +209,14 @@ def _whole(out: Path, rel: str, recorded: dict[str, int | None]) -> bool:
     return size > 0 and recorded.get(rel) in (None, size)
 
 
-def _remove_temp_files(folder: Path) -> None:
-    for d, _, names in os.walk(folder):
-        for name in names:
-            if name.startswith(TEMP_PREFIX):
-                os.unlink(os.path.join(d, name))
+def _remove_temp_files(out: Path, page_files: list[str], image_dir: str) -> None:
+    """Temp files (ours: the fsutil prefix) in the folders the stage writes: the page files' own
+    folders, and the whole image folder."""
+    folders = {(out / rel).parent for rel in page_files}
+    folders.update(Path(d) for d, _, _ in os.walk(out / image_dir))
+    for folder in folders:
+        for tmp in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else ():
+            tmp.unlink(missing_ok=True)
 
 
 def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]:
