@@ -209,16 +209,10 @@ def run_verify(args) -> int:
 def run_prune(args) -> int:
     _, plan, cache, _ = _load(args)
     with cache.locked(on_wait=_say_waiting):
-        stale = sorted(cache.keys() - set(plan.keys))
-        freed = 0
-        for key in stale:
-            if args.delete:
-                freed += cache.remove(key)
-            else:
-                freed += cache.entry_bytes(key)
+        stale, freed = cache.prune(set(plan.keys), delete=args.delete)
     verb = "removed" if args.delete else "would remove"
     print(
-        f"prune: {verb} {len(stale)} entries no longer in the plan ({freed / 1e6:.1f} MB)"
+        f"prune: {verb} {stale} entries no longer in the plan ({freed / 1e6:.1f} MB)"
         + ("" if args.delete or not stale else "; run `gallery prune --delete` to do it")
     )
     return 0
