@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_prompts
+from conftest import files_under, write_prompts
 from gallery.cli import main
 from gallery.fingerprint import MEMO_NAME
 from gallery.project import open_project
@@ -187,3 +187,33 @@ def test_prune_removes_what_it_says_and_leaves_a_folder_alone(tmp_path, tiny_sd,
     assert main(["prune", "--delete", "-c", str(prompts)]) == 0
     assert "removed 0 entries" in capsys.readouterr().out
     assert (images / "ab" / "x.png").is_dir() and entries(prompts) == before
+
+
+@pytest.mark.parametrize("blocker", ["_projects/tiny.md/", "_includes/prompt_gallery", "assets/img/tiny"])
+def test_something_in_the_way_of_the_page_stops_before_writing(tmp_path, tiny_sd, capsys, blocker):
+    """A folder where a page file goes, a file where a folder goes: refused before any file is written."""
+    prompts = write_prompts(
+        tmp_path / "g",
+        f"""
+        page: {{title: Tiny, slug: tiny}}
+        render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 1, dtype: float32}}
+        axes:
+          style: {{oil: oil painting}}
+        """,
+    )
+    site = tmp_path / "site"
+    (site / "_config.yml").parent.mkdir()
+    (site / "_config.yml").write_text("title: My site\n")
+    in_the_way = site / blocker.rstrip("/")
+    in_the_way.parent.mkdir(parents=True, exist_ok=True)
+    if blocker.endswith("/"):
+        (in_the_way / "notes.txt").parent.mkdir()
+        (in_the_way / "notes.txt").write_text("mine")
+    else:
+        in_the_way.write_text("mine")
+    assert main(["render", "-c", str(prompts)]) == 0
+    before = files_under(site)
+    capsys.readouterr()
+    assert main(["site", "-c", str(prompts), "--into", str(site)]) == 1
+    one_message(capsys.readouterr().err, str(in_the_way), "refusing to write the site")
+    assert {rel for rel in files_under(site) if not rel.startswith(".prompt-gallery/")} == before
