@@ -8,6 +8,7 @@ simply rendered again). An entry is only ever replaced when it is found broken.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -24,6 +25,21 @@ from gallery.errors import CacheWriteError
 from gallery.fsutil import TEMP_PREFIX, atomic_write_bytes
 
 LOCK_NAME = "build.lock"
+
+
+def well_formed(side, key: str | None = None) -> bool:
+    """A sidecar with the fields an entry's has, of their kinds (and naming `key`, if given): one
+    that does not (hand-edited, written by a broken tool) makes its entry broken, never a crash."""
+    return (
+        isinstance(side, dict)
+        and isinstance(side.get("key"), str)
+        and (key is None or side["key"] == key)
+        and isinstance(side.get("recipe"), dict)
+        and isinstance(side.get("made", {}), dict)
+        and isinstance(side.get("png"), dict)
+        and isinstance(side["png"].get("sha256"), str)
+        and type(side["png"].get("bytes")) is int
+    )
 
 
 class Cache:
@@ -55,14 +71,16 @@ class Cache:
             try:
                 with open(base + ".json", "rb") as f:
                     side = json.loads(f.read())
+                if not well_formed(side, key):
+                    continue
                 png = side["png"]
                 stat = os.stat(base + ".png")
-                if side.get("key") != key or stat.st_size != png["bytes"]:
+                if stat.st_size != png["bytes"]:
                     continue
                 if png.get("mtime_ns", stat.st_mtime_ns) != stat.st_mtime_ns and not _same_hash(base + ".png", png):
                     continue
                 whole[key] = side
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            except (OSError, ValueError):
                 pass
         return whole
 
@@ -80,19 +98,34 @@ class Cache:
                 durable=True,
             )
         except OSError as err:  # disk full, read-only, permissions: the temp file is already gone
-            raise CacheWriteError(
-                f"cannot write to the cache at {self.root}: {err.strerror or err}. Free space or "
-                "fix permissions and run again; every image finished before this is kept"
-            ) from None
+            raise self.unwritable(err) from None
+
+    def unwritable(self, err: OSError) -> CacheWriteError:
+        """The one message for a cache that cannot be written, with what to do about it."""
+        where = f" ({err.filename})" if err.filename and str(err.filename) != str(self.root) else ""
+        todo = (
+            "free some space"
+            if err.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "make it writable, or point paths.cache at a folder you can write"
+        )
+        return CacheWriteError(
+            f"cannot write to the cache at {self.root}: {err.strerror or err}{where}; {todo}, and run "
+            "again: every image finished before this is kept"
+        )
 
     def sidecar(self, key: str) -> dict:
         return json.loads(self.sidecar_path(key).read_text(encoding="utf-8"))
 
     def keys(self) -> set[str]:
         """Every key with at least one file in the cache (whole, half or broken)."""
+        return {p.stem for p in self.entry_files()}
+
+    def entry_files(self) -> list[Path]:
+        """The files in images/*/ named like an entry's (KEY.png, KEY.json), in whichever folder they
+        lie; a folder of such a name is nobody's entry and is left out."""
         if not self.images.is_dir():
-            return set()
-        return {p.stem for p in self.images.glob("*/*") if p.suffix in (".png", ".json")}
+            return []
+        return [p for p in self.images.glob("*/*") if p.suffix in (".png", ".json") and p.is_file()]
 
     def check(self, key: str, recipe_key) -> str | None:
         """What is wrong with an entry, read in full (None: nothing). `recipe_key` hashes a recipe."""
@@ -101,10 +134,12 @@ class Cache:
             return "PNG without its sidecar" if png.is_file() else "missing"
         try:
             side = self.sidecar(key)
-            expected = side["png"]
-        except (ValueError, KeyError, TypeError):
-            return "sidecar is not readable JSON of an entry"
-        if side.get("key") != key or recipe_key(side.get("recipe", {})) != key:
+        except ValueError:
+            return "sidecar is not readable JSON"
+        if not well_formed(side):
+            return "sidecar is not an entry's (a field missing or of the wrong kind)"
+        expected = side["png"]
+        if side["key"] != key or recipe_key(side["recipe"]) != key:
             return "sidecar belongs to another image"
         if not png.is_file():
             return "sidecar without its PNG"
@@ -138,6 +173,25 @@ class Cache:
             path.unlink(missing_ok=True)
         return freed
 
+    def prune(self, keep: set[str], *, delete: bool) -> tuple[int, int]:
+        """(entries, bytes) of the entry files whose key is not in `keep`: removed where `delete`, else
+        only counted; what another process removed first does not count. Call while holding the lock."""
+        keys, total = set(), 0
+        for path in self.entry_files():
+            if path.stem in keep:
+                continue
+            try:
+                size = path.stat().st_size
+                if delete:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise self.unwritable(err) from None
+            keys.add(path.stem)
+            total += size
+        return len(keys), total
+
     def clean_temp_files(self) -> int:
         """Temp files left by a killed writer; call only while holding the build lock."""
         count = 0
@@ -149,15 +203,19 @@ class Cache:
 
     @contextmanager
     def locked(self, on_wait=None) -> Iterator[None]:
-        """Hold the build lock; if another build holds it, call `on_wait` once and wait for it."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Hold the build lock; if another build holds it, call `on_wait` once and wait for it.
+        A cache that cannot be written (read-only, in /proc ...) is one message, before any work."""
         lock = FileLock(str(self.root / LOCK_NAME))
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if on_wait:
-                on_wait()
-            lock.acquire()
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:  # an OSError too: caught first
+                if on_wait:
+                    on_wait()
+                lock.acquire()
+        except OSError as err:
+            raise self.unwritable(err) from None
         try:
             yield
         finally:

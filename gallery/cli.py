@@ -6,15 +6,20 @@ import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from gallery import __version__
 from gallery.cache import Cache
 from gallery.config import Config, load_config
-from gallery.errors import GalleryError
+from gallery.errors import ConfigError, GalleryError, SettingError
 from gallery.fingerprint import Memo
 from gallery.plan import Plan
 from gallery.project import open_project
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # What follows a render on many processes: one process fills any gap, upscales, writes the site.
 NEXT_AFTER_MANY = (
@@ -219,16 +224,10 @@ def run_verify(args) -> int:
 def run_prune(args) -> int:
     _, plan, cache, _ = _load(args)
     with cache.locked(on_wait=_say_waiting):
-        stale = sorted(cache.keys() - set(plan.keys))
-        freed = 0
-        for key in stale:
-            if args.delete:
-                freed += cache.remove(key)
-            else:
-                freed += cache.entry_bytes(key)
+        stale, freed = cache.prune(set(plan.keys), delete=args.delete)
     verb = "removed" if args.delete else "would remove"
     print(
-        f"prune: {verb} {len(stale)} entries no longer in the plan ({freed / 1e6:.1f} MB)"
+        f"prune: {verb} {stale} entries no longer in the plan ({freed / 1e6:.1f} MB)"
         + ("" if args.delete or not stale else "; run `gallery prune --delete` to do it")
     )
     return 0
@@ -293,6 +292,23 @@ def run_serve(args) -> int:
     return 0
 
 
+def _at_its_line(stage: Callable[Concatenate[Config, P], R]) -> Callable[Concatenate[Config, P], R]:
+    """A setting only the model could judge (gallery.errors.SettingError) is a prompts.yaml mistake:
+    said at the line that sets it, exit 2."""
+
+    def run(config: Config, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return stage(config, *args, **kwargs)
+        except SettingError as err:
+            key = config.setting_key(err.picture, err.setting)
+            raise ConfigError(
+                err.message, file=str(config.source), line=config.line(key), key=key, hint=err.hint
+            ) from None
+
+    return run
+
+
+@_at_its_line
 def _render(config: Config, plan: Plan, cache: Cache, entries: dict) -> int:
     """Render what is missing; return how many images came out unusable (not cached).
     `entries` (the whole entries found before) is brought up to date with what was rendered."""
@@ -309,6 +325,7 @@ def _render(config: Config, plan: Plan, cache: Cache, entries: dict) -> int:
     share = this_process()
     renderer = Renderer(config.runtime, share)
     renderer.pipeline(missing[0].picture)  # fail on a model that cannot load before writing anything
+    renderer.check_schedulers(dict.fromkeys(job.picture for job in missing))  # or on a setting it refuses
     # One of many processes: no build lock (they would take turns); atomic writes keep them apart.
     with cache.locked(on_wait=_say_waiting) if share.alone else contextlib.nullcontext():
         if share.alone:

@@ -184,6 +184,18 @@ class Config:
             key = key.rpartition(".")[0]
         return self.key_lines.get(key)
 
+    def setting_key(self, picture: Picture, setting: str) -> str:
+        """The dotted key that gives `picture` its `setting` (a Picture field, maybe with a sub-key:
+        'scheduler_options.shift'): an option's render that sets this value, else render."""
+        name = setting.partition(".")[0]
+        for axis in self.axes:
+            for option in axis.options:
+                if (name, getattr(picture, name)) in option.overrides:
+                    for render in (f"axes.{axis.name}.{option.key}", f"axes.{axis.name}.options.{option.key}"):
+                        if f"{render}.render" in self.key_lines:
+                            return f"{render}.render.{setting}"
+        return f"render.{setting}"
+
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gallery.config import Picture
+
 
 class GalleryError(Exception):
     """A failure the user can act on; the CLI prints it (no traceback) and exits with `exit_code`."""
@@ -52,3 +57,14 @@ class RenderError(GalleryError):
 
 class CacheWriteError(GalleryError):
     """The cache cannot be written (disk full, read-only, permissions); nothing half-written is left."""
+
+
+class SettingError(ModelLoadError):
+    """A prompts.yaml setting that only the loaded model can judge (a scheduler option, a pipeline
+    class that does not fit the model). `setting` names it under render (e.g. 'pipeline',
+    'scheduler_options.shift') and `picture` is the Picture it was read for: the CLI, which has the
+    config, turns it into a ConfigError at the line that sets it (see Config.setting_key)."""
+
+    def __init__(self, message: str, *, setting: str, picture: Picture, hint: str | None = None):
+        self.message, self.setting, self.picture, self.hint = message, setting, picture, hint
+        super().__init__(message + (f"\n  hint: {hint}" if hint else ""))

@@ -6,6 +6,7 @@ Hashing a multi-GB local model takes seconds, so each file's digest is remembere
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -55,12 +56,14 @@ class Memo:
             self.entries = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.entries = {}
+        if not isinstance(self.entries, dict):  # damaged (`[]`, a number ...): forgotten, rewritten on save
+            self.entries, self.changed = {}, True
 
     def digest(self, file: Path) -> str:
         st = file.stat()
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
         entry = self.entries.get(str(file))
-        if entry and entry.get("stamp") == stamp:
+        if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
             return entry["sha256"]
         h = hashlib.sha256()
         with open(file, "rb") as f:
@@ -71,6 +74,9 @@ class Memo:
         return h.hexdigest()
 
     def save(self) -> None:
-        if self.changed and self.path.parent.is_dir():  # never creates the cache just to remember
-            atomic_write_bytes(self.path, json.dumps(self.entries, indent=0).encode())
+        """Remember the digests, if the cache folder exists (never created just for this). Only an
+        optimisation: where it cannot be written (a read-only cache) the next run hashes again."""
+        if self.changed and self.path.parent.is_dir():
+            with contextlib.suppress(OSError):
+                atomic_write_bytes(self.path, json.dumps(self.entries, indent=0).encode())
             self.changed = False

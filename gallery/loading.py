@@ -17,7 +17,8 @@ from typing import Any
 
 from gallery import schedulers
 from gallery.config import UPSCALERS, Picture, Runtime, Upscale
-from gallery.errors import ModelLoadError
+from gallery.errors import ModelLoadError, SettingError
+from gallery.settings import quoted
 
 
 @dataclass(frozen=True)
@@ -322,10 +323,70 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers):
             f"'{source}' needs pipeline class {cls_name}, which diffusers "
             f"{diffusers.__version__} does not have; upgrade diffusers or set render.pipeline"
         )
+    _check_fits(cls, config, picture, diffusers)
     kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision, "local_files_only": local_only}
     if "safety_checker" in config:  # never download a safety checker; the gallery is curated by hand
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     return cls.from_pretrained(source, **kwargs)
+
+
+# Inputs of pipelines that start from a picture (img2img, inpainting, ControlNet, depth2img ...):
+# their __call__ takes a prompt too, and diffusers loads them from a text-to-image model's files.
+IMAGE_INPUTS = {"image", "init_image", "mask_image", "control_image"}
+
+
+def _check_fits(cls, index: dict, picture: Picture, diffusers) -> None:
+    """Refuse, before loading, a pipeline class that cannot make pictures from this model's parts:
+    diffusers loads one that takes an input image, or leaves out parts it cannot find, without a
+    word, and the first image fails. `index` is the model's model_index.json."""
+    own = index.get("_class_name")
+    what = f"the model at {picture.model}" if picture.is_local else f"model '{picture.model}'"
+    chosen = picture.pipeline != "auto"
+    inputs = sorted(IMAGE_INPUTS & _call_parameters(cls))
+    if inputs and not chosen:
+        raise ModelLoadError(
+            f"{what} is a {cls.__name__}, which starts from an input {inputs[0]}: not a text-to-image "
+            "pipeline; choose a text-to-image model"
+        )
+    if inputs:
+        raise SettingError(
+            f"{cls.__name__} starts from an input {inputs[0]}: it is not a text-to-image pipeline"
+            + (f" ({what} is a {own}, model_index.json)" if own else ""),
+            setting="pipeline",
+            picture=picture,
+            hint=_own_class_hint(own),
+        )
+    own_cls = getattr(diffusers, own, None) if chosen and own and own != cls.__name__ else None
+    if own_cls is None:
+        return
+    lacking = sorted(_parts(cls) - _parts(own_cls) - set(index))
+    if lacking:
+        raise SettingError(
+            f"{cls.__name__} does not fit {what}, a {own} (model_index.json): it needs parts the model "
+            f"does not have ({', '.join(lacking)})",
+            setting="pipeline",
+            picture=picture,
+            hint=_own_class_hint(own),
+        )
+
+
+def _own_class_hint(own: str | None) -> str:
+    return f"set pipeline: auto to use the model's own {own}" if own else "set pipeline: auto"
+
+
+def _call_parameters(cls) -> set[str]:
+    try:
+        return set(inspect.signature(cls.__call__).parameters)
+    except (TypeError, ValueError):  # no signature to read: nothing to judge by
+        return set()
+
+
+def _parts(cls) -> set[str]:
+    """The components a pipeline class is built of (unet, vae, text_encoder ...)."""
+    try:
+        return set(cls._get_signature_keys(cls)[0])
+    except Exception:  # not a DiffusionPipeline (AutoPipeline ...): nothing to compare
+        return set()
 
 
 def _load_single_file(picture: Picture, torch_dtype, diffusers):
@@ -399,7 +460,79 @@ def set_scheduler(pipe, picture: Picture, diffusers) -> None:
     cls = getattr(diffusers, choice.cls, None) if choice.cls else type(own)
     if cls is None:
         raise ModelLoadError(f"diffusers {diffusers.__version__} has no scheduler class '{choice.cls}'")
+    given = dict(picture.scheduler_options)
+    if given:
+        _check_scheduler_options(cls, own.config, options, given, picture)
     pipe.scheduler = cls.from_config(own.config, **options)
+
+
+def _check_scheduler_options(cls, config, options: dict, given: dict, picture: Picture) -> None:
+    """A scheduler option that `cls` does not have, of the wrong kind, or whose value it refuses (when
+    it is made, or when its steps are set) is a prompts.yaml mistake: a SettingError naming it, before
+    anything renders. `options` are all of them (the scheduler name may imply some); `given`, the user's."""
+    accepted = inspect.signature(cls.__init__).parameters
+    for key, value in given.items():
+        fault = _option_fault(cls, accepted, key, value)
+        if fault:
+            raise SettingError(fault[0], setting=f"scheduler_options.{key}", picture=picture, hint=fault[1])
+    implied = {k: v for k, v in options.items() if k not in given}
+    if _refusal(cls, config, implied, None):
+        return  # the scheduler fails without them too: not the options' fault (loading it says why)
+    steps = picture.steps if _refusal(cls, config, implied, picture.steps) is None else None
+    refusal = _refusal(cls, config, options, steps)
+    if refusal is None:
+        return
+    culprit = next((k for k in given if _refusal(cls, config, {**implied, k: given[k]}, steps)), None)
+    shown = _yaml(given[culprit]) if culprit else "these options together"
+    raise SettingError(
+        f"{cls.__name__} refuses {shown} ({refusal})",
+        setting=f"scheduler_options.{culprit}" if culprit else "scheduler_options",
+        picture=picture,
+        hint="give a value the scheduler takes (see its page in the diffusers documentation), or leave it out",
+    )
+
+
+def _option_fault(cls, accepted, key: str, value) -> tuple[str, str] | None:
+    """(message, hint) where `key` is not a setting of scheduler `cls`, or `value` not of its kind."""
+    import difflib
+
+    if key not in accepted or key == "self":
+        if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            return None
+        known = [name for name in accepted if name != "self"]
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"{cls.__name__} takes: {', '.join(known)}"
+        return f"{cls.__name__} has no setting {quoted(key)}, so it would be ignored", hint
+    default = accepted[key].default
+    kinds = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    want = kinds.get(type(default))
+    fits = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(type(default), True)
+    if want and not fits:
+        return f"{cls.__name__} takes {want} here, got {_yaml(value)}", f"for example {key}: {_yaml(default)}"
+    return None
+
+
+def _refusal(cls, config, options: dict, steps: int | None) -> str | None:
+    """Why `cls` cannot be made from `config` with `options` (and, given `steps`, set to them), or None."""
+    try:
+        scheduler = cls.from_config(config, **options)
+        if steps is not None:
+            scheduler.set_timesteps(steps)
+    except Exception as err:  # any refusal of a value; the message says which
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+    return None
+
+
+def _yaml(value) -> str:
+    """A value as prompts.yaml spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return quoted(value) if isinstance(value, str) else str(value)
 
 
 def _explain_load_failure(picture: Picture | Upscale, err: Exception, setting: str = "render.model") -> str:

@@ -67,11 +67,7 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
             thumb, full = web_paths(plan, cell, job)
             images.append({"sample": job.sample, "seed": job.seed, "thumb": thumb, "full": full})
     made_with = next(
-        (
-            entries[j.key].get("made", {}).get("scheduler")
-            for j in cell.jobs
-            if entries and j.key in entries and j.key in available
-        ),
+        (_scheduler_of(entries[j.key]) for j in cell.jobs if entries and j.key in entries and j.key in available),
         None,
     )
     return {
@@ -82,6 +78,13 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
         "full_size": list(size),
         "images": images,
     }
+
+
+def _scheduler_of(sidecar: dict) -> str | None:
+    """The scheduler class a sidecar says made the image; a sidecar is read, not trusted."""
+    made = sidecar.get("made")
+    scheduler = made.get("scheduler") if isinstance(made, dict) else None
+    return scheduler if isinstance(scheduler, str) else None
 
 
 def build_index(plan: Plan) -> dict:

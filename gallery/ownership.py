@@ -97,6 +97,13 @@ class SiteRecords:
                 f"{config} another page.slug (or write it into another site)"
             )
         adopt = standalone and mine is None
+        for rel, is_folder in [(image_dir, True)] + [(rel, False) for rel in paths]:
+            blocked = _in_the_way(self.root, rel, is_folder)
+            if blocked:
+                raise GalleryError(
+                    f"{blocked}, where prompt-gallery writes {rel}; refusing to write the site: move it "
+                    "out of the site, or choose another page.slug"
+                )
         for rel in paths:
             path = self.root / rel
             if path.is_file() and not self.owner_of(rel) and not (adopt and _marked(path)):
@@ -150,6 +157,18 @@ class SiteRecords:
                 return
         atomic_write_bytes(path, data, durable=True)
         self.records[record.slug] = record
+
+
+def _in_the_way(root: Path, rel: str, is_folder: bool) -> str | None:
+    """What stands where the gallery's file (or folder) `rel` must go: a folder in a file's place, or
+    a file in a folder's (said as '<path> is a ...'); None when nothing does."""
+    path = root / rel
+    if path.exists() and path.is_dir() != is_folder:
+        return f"{path} is {'a file' if is_folder else 'a folder'}"
+    for parent in list(Path(rel).parents)[:-1]:  # the last is '.', the site itself
+        if (root / parent).exists() and not (root / parent).is_dir():
+            return f"{root / parent} is a file"
+    return None
 
 
 def _marked(path: Path) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -60,7 +60,7 @@ class Renderer:
 
     def pipeline(self, picture: Picture):
         """Load (once) the pipeline for `picture`'s model, with `picture`'s scheduler set."""
-        ident = (picture.model, picture.revision, picture.pipeline)
+        ident = _ident(picture)
         if ident not in self._pipes:
             self._pipes.clear()  # one model in memory at a time
             self._pipes[ident] = loading.load_pipeline(picture, self.target, self.runtime)
@@ -69,6 +69,14 @@ class Renderer:
 
         loading.set_scheduler(pipe, picture, diffusers)
         return pipe
+
+    def check_schedulers(self, pictures: Iterable[Picture]) -> None:
+        """Give the model in memory each of `pictures`' schedulers in turn (milliseconds: no weights
+        move), so that an option one refuses stops the build before any image; pictures of another
+        model are checked when that model loads."""
+        for picture in pictures:
+            if _ident(picture) in self._pipes:
+                self.pipeline(picture)
 
     def render(self, jobs: Sequence[Job], cache: Cache, progress=None) -> RenderReport:
         started = time.perf_counter()
@@ -155,6 +163,11 @@ class Renderer:
         if message not in self._warned:
             self._warned.add(message)
             self.warn(f"warning: {message}")
+
+
+def _ident(picture: Picture) -> tuple:
+    """What decides which pipeline is loaded (the scheduler is set on it per picture)."""
+    return (picture.model, picture.revision, picture.pipeline)
 
 
 def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:

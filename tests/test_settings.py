@@ -58,6 +58,12 @@ BEYOND_SHAPE = {
     "109-esrgan-overlap-half-the-tile",
     "113-upscale-past-webp-size",  # one value against another
     "114-paths-site-inside-a-file",  # what a path points at
+    "115-scheduler-option-refused",
+    "116-scheduler-option-not-a-boolean",
+    "117-option-scheduler-option-refused",
+    "118-scheduler-option-unknown",
+    "119-pipeline-does-not-fit-the-model",
+    "120-pipeline-image-to-image",  # what the model's scheduler and pipeline classes take
     "95-recursive-merge",
     "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
     "31-date-that-is-not-a-date",  # a broken date to YAML 1.1 (the gallery's reader), text to YAML 1.2 (editors)
