@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from gallery.config import Picture
+from typing import Any
 
 
 class GalleryError(Exception):
@@ -65,6 +62,7 @@ class SettingError(ModelLoadError):
     'scheduler_options.shift') and `picture` is the Picture it was read for: the CLI, which has the
     config, turns it into a ConfigError at the line that sets it (see Config.setting_key)."""
 
-    def __init__(self, message: str, *, setting: str, picture: Picture, hint: str | None = None):
+    # picture: a gallery.config.Picture (not imported: every module imports this one)
+    def __init__(self, message: str, *, setting: str, picture: Any, hint: str | None = None):
         self.message, self.setting, self.picture, self.hint = message, setting, picture, hint
         super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
