@@ -6,7 +6,7 @@ file per cell (prompt, settings, images), so a first view costs kilobytes howeve
 
 from __future__ import annotations
 
-from gallery import schedulers
+from gallery import metadata, schedulers
 from gallery.config import Upscale
 from gallery.plan import Cell, Job, Plan, output_size
 from gallery.webimages import thumb_size
@@ -39,12 +39,12 @@ def cell_path(plan: Plan, cell: Cell) -> str:
 
 
 def settings_of(cell: Cell, upscale: Upscale | None = None, made_with: str | None = None) -> dict:
-    """The cell's recipe for the lightbox; `made_with` names the model's own scheduler class when
-    the config left the scheduler at 'default' (the sidecars record it)."""
+    """The cell's recipe for the lightbox; `made_with` is the label of the model's own scheduler,
+    for a config that left the scheduler at 'default' (the sidecars record it)."""
     p = cell.picture
     scheduler = schedulers.choice(p.scheduler).label
     if p.scheduler == "default" and made_with:
-        scheduler = made_with.removesuffix("Scheduler")
+        scheduler = made_with
     settings = {
         "model": p.model_name,
         "scheduler": scheduler,
@@ -67,7 +67,7 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
             thumb, full = web_paths(plan, cell, job)
             images.append({"sample": job.sample, "seed": job.seed, "thumb": thumb, "full": full})
     made_with = next(
-        (_scheduler_of(entries[j.key]) for j in cell.jobs if entries and j.key in entries and j.key in available),
+        (metadata.sampler_of(entries[j.key]) for j in cell.jobs if entries and j.key in entries and j.key in available),
         None,
     )
     return {
@@ -78,13 +78,6 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
         "full_size": list(size),
         "images": images,
     }
-
-
-def _scheduler_of(sidecar: dict) -> str | None:
-    """The scheduler class a sidecar says made the image; a sidecar is read, not trusted."""
-    made = sidecar.get("made")
-    scheduler = made.get("scheduler") if isinstance(made, dict) else None
-    return scheduler if isinstance(scheduler, str) else None
 
 
 def build_index(plan: Plan) -> dict:

@@ -11,12 +11,14 @@ from PIL.PngImagePlugin import PngInfo
 from gallery import schedulers
 
 
-def a1111_parameters(recipe: dict, model_name: str) -> str:
-    """prompt line, 'Negative prompt:' line (if any), then 'Steps: N, Sampler: X, ...'."""
+def a1111_parameters(recipe: dict, model_name: str, sampler: str | None = None) -> str:
+    """prompt line, 'Negative prompt:' line (if any), then 'Steps: N, Sampler: X, ...'. `sampler`:
+    the label of the scheduler that ran (schedulers.label_of), which the recipe's 'default' does not say."""
     lines = [recipe["prompt"]]
     if recipe["negative_prompt"]:
         lines.append(f"Negative prompt: {recipe['negative_prompt']}")
-    sampler = schedulers.choice(recipe["scheduler"]).label
+    if recipe["scheduler"] != "default" or not sampler:
+        sampler = schedulers.choice(recipe["scheduler"]).label
     guidance = recipe["guidance"]
     cfg = int(guidance) if float(guidance).is_integer() else guidance
     lines.append(
@@ -24,6 +26,18 @@ def a1111_parameters(recipe: dict, model_name: str) -> str:
         f"Size: {recipe['width']}x{recipe['height']}, Model: {model_name}"
     )
     return "\n".join(lines)
+
+
+def sampler_of(sidecar: dict) -> str | None:
+    """What AUTOMATIC1111 calls the scheduler a sidecar says made the image (sidecars before the
+    label was recorded name the class); a sidecar is read, not trusted."""
+    made = sidecar.get("made")
+    if not isinstance(made, dict):
+        return None
+    sampler, scheduler = made.get("sampler"), made.get("scheduler")
+    if isinstance(sampler, str):
+        return sampler
+    return schedulers.label_of(scheduler) if isinstance(scheduler, str) else None
 
 
 def encode_png(image: Image.Image, parameters: str, recipe: dict) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from gallery import loading, metadata
+from gallery import loading, metadata, schedulers
 from gallery.batching import in_batches, store_good
 from gallery.cache import Cache
 from gallery.config import Picture, Runtime
@@ -116,6 +116,7 @@ class Renderer:
                         "attention": "sliced" if self.runtime.attention_slicing else "sdpa",
                         "pipeline": type(pipe).__name__,
                         "scheduler": type(pipe.scheduler).__name__,
+                        "sampler": schedulers.label_of(type(pipe.scheduler).__name__, dict(pipe.scheduler.config)),
                         "seconds": round(seconds / len(chunk), 4),
                         "versions": versions,
                         "process": f"{self.share.rank}/{self.share.world}",
@@ -180,7 +181,8 @@ def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
 
 def _store(cache: Cache, job: Job, image, made: dict) -> None:
     recipe = job.recipe
-    png = metadata.encode_png(image, metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
+    parameters = metadata.a1111_parameters(recipe, job.picture.model_name, made.get("sampler"))
+    png = metadata.encode_png(image, parameters, recipe)
     sidecar = {
         "key": job.key,
         "cell": list(job.cell),

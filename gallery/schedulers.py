@@ -59,3 +59,24 @@ def choice(name: str) -> SchedulerChoice:
     if found is None:
         raise ValueError(f"unknown scheduler {name!r}")
     return found
+
+
+# Schedulers that no name above stands for, as AUTOMATIC1111 and its forks label them.
+_MORE_LABELS = {
+    "LCMScheduler": "LCM",
+    "FlowMatchEulerDiscreteScheduler": "Euler",
+    "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a",
+    "DEISMultistepScheduler": "DEIS",
+    "DPMSolverSDEScheduler": "DPM++ SDE",
+}
+
+
+def label_of(class_name: str, config: dict | None = None) -> str:
+    """What AUTOMATIC1111 calls the scheduler that ran (the model's own, when the config says
+    'default'): never 'Default'. `config` is the scheduler's, for Karras sigmas."""
+    plain = {c.cls: c.label for c in KNOWN.values() if c.cls and not c.options}
+    label = plain.get(class_name) or _MORE_LABELS.get(class_name) or class_name.removesuffix("Scheduler")
+    if (config or {}).get("use_karras_sigmas") and "Karras" not in label:
+        label += " Karras"
+    return label

@@ -64,7 +64,7 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     assert side["made"]["pipeline"] == "StableDiffusionPipeline" and "torch" in side["made"]["versions"]
     png = cache.png_path(job.key).read_bytes()
     assert read_parameters(png) == (
-        "a dog ink drawing\nNegative prompt: blurry\nSteps: 2, Sampler: Default, "
+        "a dog ink drawing\nNegative prompt: blurry\nSteps: 2, Sampler: DDIM, "  # the model's own, by its name
         "CFG scale: 3, Seed: 11, Size: 64x64, Model: tiny-sd"
     )
     assert Image.open(cache.png_path(job.key)).size == (64, 64)

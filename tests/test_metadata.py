@@ -34,3 +34,26 @@ def test_png_carries_parameters_even_for_emoji():
     params = a1111_parameters(dict(RECIPE, prompt="a cat 🐱 مرحبا"), "m")
     png = encode_png(Image.new("RGB", (8, 8)), params, RECIPE)
     assert read_parameters(png) == params
+
+
+def test_the_sampler_is_named_as_automatic1111_names_it_never_default():
+    from gallery.metadata import a1111_parameters
+    from gallery.schedulers import label_of
+
+    assert label_of("DPMSolverMultistepScheduler") == "DPM++ 2M"
+    assert label_of("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}) == "DPM++ 2M Karras"
+    assert label_of("EulerAncestralDiscreteScheduler") == "Euler a"
+    assert label_of("FlowMatchEulerDiscreteScheduler") == "Euler"
+    assert label_of("SomeNewScheduler") == "SomeNew"
+    recipe = {
+        "prompt": "a cat",
+        "negative_prompt": "",
+        "scheduler": "default",
+        "guidance": 7.5,
+        "steps": 20,
+        "seed": 1,
+        "width": 64,
+        "height": 64,
+    }
+    assert "Sampler: Euler a," in a1111_parameters(recipe, "m", "Euler a")
+    assert "Sampler: DDIM," in a1111_parameters({**recipe, "scheduler": "ddim"}, "m", "Euler a")  # as asked
