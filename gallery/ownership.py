@@ -113,11 +113,7 @@ class SiteRecords:
                     "published), or choose another page.slug"
                 )
         images = self.root / image_dir
-        strangers = [
-            p
-            for p in _files(images)
-            if not self.owner_of(p.relative_to(self.root).as_posix()) and not p.name.startswith(TEMP_PREFIX)
-        ]
+        strangers = [Path(rel) for rel in _files(self.root, image_dir) if not self.owner_of(rel) and not _is_temp(rel)]
         if strangers and not adopt:
             raise GalleryError(
                 f"{images} holds files that prompt-gallery did not write (such as "
@@ -179,5 +175,14 @@ def _marked(path: Path) -> bool:
         return False
 
 
-def _files(folder: Path) -> list[Path]:
-    return [Path(d) / name for d, _, names in os.walk(folder) for name in names]
+def _files(root: Path, folder: str) -> list[str]:
+    """Every file under `folder`, as a path in the site (plain strings: thousands of them)."""
+    found = []
+    for d, _, names in os.walk(os.path.join(root, folder)):
+        rel = os.path.relpath(d, root).replace(os.sep, "/")
+        found += [f"{rel}/{name}" for name in names]
+    return found
+
+
+def _is_temp(rel: str) -> bool:
+    return rel.rpartition("/")[2].startswith(TEMP_PREFIX)

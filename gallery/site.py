@@ -143,34 +143,26 @@ def _build(
     records.claim(slug, source, list(page_templates), image_dir, standalone=standalone)
     _remove_temp_files(out, list(page_templates), image_dir)  # left by a stage that was killed mid-write
 
-    webs = []
+    webs = {}  # published key -> (thumbnail, full size), paths in the site
     for cell in plan.cells:
         for job in cell.jobs:
             if job.key in available:
-                thumb, full = manifest_mod.web_paths(plan, cell, job)
-                published = shown[job.key]
-                webs.append(
-                    WebImage(
-                        published,
-                        cache.png_path(published),
-                        entries[published]["png"]["sha256"],
-                        out / thumb,
-                        out / full,
-                    )
-                )
+                webs[shown[job.key]] = manifest_mod.web_paths(plan, cell, job)
     data_paths = [manifest_mod.manifest_path(plan), manifest_mod.cover_path(plan)]
     data_paths += [manifest_mod.cell_path(plan, cell) for cell in plan.cells]
-    web_paths = [_rel(out, p) for w in webs for p in (w.thumb, w.full)]
-    records.begin(slug, source, [*page_templates, *data_paths, *web_paths])
+    records.begin(slug, source, [*page_templates, *data_paths, *(rel for pair in webs.values() for rel in pair)])
 
     recorded = records.records[slug].files
+    root = str(out)  # plain strings: thousands of paths, where pathlib's overhead would dominate
     todo = [
-        w for w in webs if not (_whole(out, _rel(out, w.thumb), recorded) and _whole(out, _rel(out, w.full), recorded))
+        WebImage(key, cache.png_path(key), entries[key]["png"]["sha256"], out / thumb, out / full)
+        for key, (thumb, full) in webs.items()
+        if not (_whole(root, thumb, recorded) and _whole(root, full, recorded))
     ]
     report.converted, refused = derive(todo)
     report.refused = len(refused)
     available = {key for key in available if shown[key] not in refused}
-    webs = [w for w in webs if w.key not in refused]
+    webs = {key: pair for key, pair in webs.items() if key not in refused}
     report.images = len(webs)
 
     index = manifest_mod.build_index(plan)
@@ -188,22 +180,18 @@ def _build(
         report.files_written += write_if_changed(out / rel, data)
 
     written: dict[str, int | None] = {rel: len(data) for rel, data in files.items()}
-    written.update({_rel(out, p): p.stat().st_size for w in webs for p in (w.thumb, w.full)})
+    written.update({rel: os.stat(os.path.join(root, rel)).st_size for pair in webs.values() for rel in pair})
     report.files_removed = _remove(out, records.stale(slug, source, set(written)))
     records.forget_other_slugs(slug, source)
     records.finish(slug, source, written)
     return report
 
 
-def _rel(out: Path, path: Path) -> str:
-    return path.relative_to(out).as_posix()
-
-
-def _whole(out: Path, rel: str, recorded: dict[str, int | None]) -> bool:
+def _whole(root: str, rel: str, recorded: dict[str, int | None]) -> bool:
     """A web copy already written whole: its size is the recorded one (any, if not recorded yet:
     files are renamed into place whole). A truncated or emptied copy is made again."""
     try:
-        size = (out / rel).stat().st_size
+        size = os.stat(os.path.join(root, rel)).st_size
     except OSError:
         return False
     return size > 0 and recorded.get(rel) in (None, size)
@@ -212,11 +200,16 @@ def _whole(out: Path, rel: str, recorded: dict[str, int | None]) -> bool:
 def _remove_temp_files(out: Path, page_files: list[str], image_dir: str) -> None:
     """Temp files (ours: the fsutil prefix) in the folders the stage writes: the page files' own
     folders, and the whole image folder."""
-    folders = {(out / rel).parent for rel in page_files}
-    folders.update(Path(d) for d, _, _ in os.walk(out / image_dir))
+    folders = {os.path.dirname(os.path.join(out, rel)) for rel in page_files}
+    for folder, _, names in os.walk(os.path.join(out, image_dir)):
+        for name in names:
+            if name.startswith(TEMP_PREFIX):
+                os.unlink(os.path.join(folder, name))
     for folder in folders:
-        for tmp in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else ():
-            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                if name.startswith(TEMP_PREFIX):
+                    os.unlink(os.path.join(folder, name))
 
 
 def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]:
