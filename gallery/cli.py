@@ -435,6 +435,8 @@ def _site(config: Config, plan: Plan, cache: Cache, into: Path | None = None, en
             f"site: {report.not_upscaled} rendered images are not upscaled yet ({_upscaler(config)}), so the page "
             "leaves them out; `gallery build` upscales them"
         )
+    if report.completed_interrupted:
+        print("site: the last site stage was stopped midway; this one completed the site")
     if report.refused:
         print(
             f"site: {report.refused} cached images do not match their sidecar and were left out; "

@@ -46,6 +46,7 @@ class SiteReport:
     missing: int = 0  # planned images not rendered yet
     not_upscaled: int = 0  # rendered, but the upscale stage has not run on them yet
     refused: int = 0  # cached PNGs that do not match their sidecar: left off the page
+    completed_interrupted: bool = False  # the last site stage of this gallery was stopped midway
 
 
 def liquid_safe(value) -> Markup:
@@ -141,6 +142,7 @@ def _build(
     image_dir = manifest_mod.image_dir(plan)
     page_templates = _page_templates(plan, standalone)
     records.claim(slug, source, list(page_templates), image_dir, standalone=standalone)
+    report.completed_interrupted = slug in records.records and not records.records[slug].finished
     _remove_temp_files(out, list(page_templates), image_dir)  # left by a stage that was killed mid-write
 
     webs = {}  # published key -> (thumbnail, full size), paths in the site

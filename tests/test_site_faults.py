@@ -126,7 +126,7 @@ def test_a_damaged_web_copy_is_made_again(tmp_path, tiny_sd):
     assert tree(site) == expected
 
 
-def test_an_interrupted_first_site_is_not_taken_for_someone_elses(tmp_path, tiny_sd):
+def test_an_interrupted_first_site_is_not_taken_for_someone_elses(tmp_path, tiny_sd, capsys):
     """Images written, the stage stopped before its page: the next run is not refused."""
     prompts = project(tmp_path / "g", tiny_sd, styles="x")
     assert main(["render", "-c", str(prompts)]) == 0
@@ -141,7 +141,11 @@ def test_an_interrupted_first_site_is_not_taken_for_someone_elses(tmp_path, tiny
     finally:
         site_module._page_files = real
     assert list(load_config(prompts).site_dir.rglob("*.webp"))
+    capsys.readouterr()
     assert main(["site", "-c", str(prompts)]) == 0
+    assert "the last site stage was stopped midway; this one completed the site" in capsys.readouterr().out
+    assert main(["site", "-c", str(prompts)]) == 0
+    assert "stopped midway" not in capsys.readouterr().out
 
 
 def test_two_site_stages_at_once_both_finish_and_agree(tmp_path, tiny_sd):
