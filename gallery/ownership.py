@@ -69,6 +69,8 @@ class SiteRecords:
         folder = root / RECORD_DIR
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            if not (folder / ".gitignore").exists():  # a committed site keeps the records, not the lock
+                atomic_write_bytes(folder / ".gitignore", b"lock\n")
         except OSError as err:
             raise GalleryError(f"cannot write into {root}: {err.strerror or err}") from None
         lock = FileLock(str(folder / "lock"))
