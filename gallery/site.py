@@ -151,7 +151,6 @@ def _build(
             if job.key in available:
                 webs[shown[job.key]] = manifest_mod.web_paths(plan, cell, job)
     data_paths = [manifest_mod.manifest_path(plan), manifest_mod.cover_path(plan)]
-    data_paths += [manifest_mod.cell_path(plan, cell) for cell in plan.cells]
     records.begin(slug, source, [*page_templates, *data_paths, *(rel for pair in webs.values() for rel in pair)])
 
     recorded = records.records[slug].files
@@ -167,13 +166,17 @@ def _build(
     webs = {key: pair for key, pair in webs.items() if key not in refused}
     report.images = len(webs)
 
-    index = manifest_mod.build_index(plan)
     cells = {cell.path: manifest_mod.build_cell(plan, cell, available, entries) for cell in plan.cells}
+    cell_data = {path: _json(cell) for path, cell in cells.items()}
+    cell_files = {cell.path: manifest_mod.cell_path(plan, cell, cell_data[cell.path]) for cell in plan.cells}
+    index = manifest_mod.build_index(plan, cell_files)
     cover_images = cells["/".join(config.page.cover)]["images"]
     cover = manifest_mod.cover_path(plan) if cover_images else None
+    records.begin(slug, source, list(cell_files.values()))  # their names are known only now
     # In this order, so that a reader at any moment finds every file that another one names: the
-    # cells (naming images written above), the cover, the manifest (naming the cells), the page.
-    files = {manifest_mod.cell_path(plan, cell): _json(cells[cell.path]) for cell in plan.cells}
+    # cells (new names beside the old: see cell_path), the cover, the manifest (replaced whole, it
+    # moves the page's data from the old cells to the new), the page.
+    files = {cell_files[path]: data for path, data in cell_data.items()}
     if cover:
         files[cover] = (out / cover_images[0]["thumb"]).read_bytes()
     files[manifest_mod.manifest_path(plan)] = _json(index)

@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 import textwrap
@@ -73,6 +74,12 @@ def write_prompts(folder: Path, text: str) -> Path:
     path = folder / "prompts.yaml"
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
     return path
+
+
+def cell_of(site: Path, slug: str, cell: str) -> dict:
+    """A cell's file as the page finds it: through the manifest (its name holds its content's hash)."""
+    manifest = json.loads((site / f"assets/img/{slug}/manifest.json").read_text(encoding="utf-8"))
+    return json.loads((site / manifest["cells"][cell]).read_text(encoding="utf-8"))
 
 
 def files_under(folder: Path) -> set[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_prompts
+from conftest import cell_of, write_prompts
 from gallery.cli import main
 from gallery.config import load_config
 
@@ -71,7 +71,7 @@ def test_generated_files_keep_prompt_text_inert(tmp_path, tiny_sd):
     select = (site / "_includes/prompt_gallery/nasty/select-subject.html").read_text()
     labels = [html.unescape(m) for m in re.findall(r"<option [^>]*>([^<]*)</option>", select)]
     assert labels == ["a cat", NASTY_LABEL]
-    cell = json.loads((site / "assets/img/nasty/evil/oil/cell.json").read_text())
+    cell = cell_of(site, "nasty", "evil/oil")
     assert cell["prompt"] == NASTY_PROMPT + " oil painting"
 
 

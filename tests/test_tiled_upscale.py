@@ -2,7 +2,6 @@
 code and saved as .pth and .safetensors), loaded by spandrel, run in blended tiles, cached."""
 
 import itertools
-import json
 import os
 import sys
 
@@ -13,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import files_under, needs_spandrel, small_gpu, write_prompts
+from conftest import cell_of, files_under, needs_spandrel, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -55,7 +54,7 @@ def test_esrgan_upscales_like_its_network_cached_and_other_weights_rerun_only_th
     assert read_parameters(cache.png_path(key).read_bytes()).endswith(
         "Hires upscale: 2, Hires upscaler: ESRGAN (x2.pth) 2x"
     )
-    cell = json.loads((config.site_dir / "assets/img/tiny-test/dog/ink/cell.json").read_text())
+    cell = cell_of(config.site_dir, "tiny-test", "dog/ink")
     assert cell["full_size"] == [128, 128] and cell["settings"]["upscaler"] == "ESRGAN (x2.pth) 2x"
 
     assert main(["build", "-c", str(prompts)]) == 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, files_under, small_gpu, write_prompts
+from conftest import REPO, cell_of, files_under, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -34,7 +34,7 @@ def test_lanczos_upscale_is_cached_and_shown_full_size(tmp_path, tiny_sd, capsys
     assert len(cache_entries(prompts)) == 16  # 8 renders + 8 upscales
     config = load_config(prompts)
     site = config.site_dir
-    cell = json.loads((site / "assets/img/tiny-test/dog/ink/cell.json").read_text())
+    cell = cell_of(site, "tiny-test", "dog/ink")
     assert cell["full_size"] == [128, 128] and cell["settings"]["upscaler"] == "Lanczos 2x"
     full = Image.open(site / cell["images"][0]["full"])
     assert full.size == (128, 128)
@@ -54,7 +54,7 @@ def test_lanczos_upscale_is_cached_and_shown_full_size(tmp_path, tiny_sd, capsys
     assert main(["build", "-c", str(prompts)]) == 0
     out = capsys.readouterr().out
     assert "all 8 images are cached" in out and "upscale: 8 images (Lanczos to 96px)" in out
-    cell = json.loads((site / "assets/img/tiny-test/dog/ink/cell.json").read_text())
+    cell = cell_of(site, "tiny-test", "dog/ink")
     assert cell["full_size"] == [96, 96] and Image.open(site / cell["images"][0]["full"]).size == (96, 96)
 
 
@@ -160,7 +160,7 @@ def test_ldsr_upscales_4x_in_batches_and_a_cached_build_imports_no_torch(tmp_pat
     assert read_parameters(cache.png_path(side["key"]).read_bytes()).endswith(
         "Hires upscale: 4, Hires upscaler: LDSR (tiny-ldsr) 4x, Hires steps: 2"
     )
-    cell = json.loads((config.site_dir / "assets/img/tiny-test/dog/ink/cell.json").read_text())
+    cell = cell_of(config.site_dir, "tiny-test", "dog/ink")
     assert cell["full_size"] == [256, 256] and cell["settings"]["upscaler"] == "LDSR (tiny-ldsr) 4x"
 
     # a batch gives the same pictures as one image at a time (each draws its own noise)
@@ -213,7 +213,7 @@ def test_switching_to_the_sd_x4_upscaler_reruns_only_the_upscale_stage(tmp_path,
     parameters = read_parameters(Cache(load_config(prompts).cache_dir).png_path(side["key"]).read_bytes())
     assert parameters.startswith("a dog ink drawing\n")  # the source's recipe, prompt first
     assert "Hires upscale: 2, Hires upscaler: SD x4 upscaler (tiny-sd-x4) 2x, Hires steps: 2" in parameters
-    cell = json.loads((load_config(prompts).site_dir / "assets/img/tiny-test/dog/ink/cell.json").read_text())
+    cell = cell_of(load_config(prompts).site_dir, "tiny-test", "dog/ink")
     assert cell["full_size"] == [128, 128] and cell["settings"]["upscaler"] == "SD x4 upscaler (tiny-sd-x4) 2x"
 
     # a setting of the upscaler is in its key: only this stage runs again
