@@ -43,9 +43,12 @@ def cell_path(plan: Plan, cell: Cell, data: bytes) -> str:
     return f"{image_dir(plan)}/{cell.path}/cell-{hashlib.sha256(data).hexdigest()[:12]}.json"
 
 
-def settings_of(cell: Cell, upscale: Upscale | None = None, made_with: str | None = None) -> dict:
+def settings_of(
+    cell: Cell, upscale: Upscale | None = None, made_with: str | None = None, rendered: tuple[int, int] | None = None
+) -> dict:
     """The cell's recipe for the lightbox; `made_with` is the label of the model's own scheduler,
-    for a config that left the scheduler at 'default' (the sidecars record it)."""
+    for a config that left the scheduler at 'default' (the sidecars record it); `rendered` the size
+    the pipeline made, where it is not the one asked (a family with sizes of its own)."""
     p = cell.picture
     scheduler = schedulers.choice(p.scheduler).label
     if p.scheduler == "default" and made_with:
@@ -55,8 +58,8 @@ def settings_of(cell: Cell, upscale: Upscale | None = None, made_with: str | Non
         "scheduler": scheduler,
         "steps": p.steps,
         "guidance": p.guidance,
-        "width": p.width,
-        "height": p.height,
+        "width": rendered[0] if rendered else p.width,
+        "height": rendered[1] if rendered else p.height,
     }
     if upscale:
         settings["upscaler"] = upscale.label
@@ -65,7 +68,11 @@ def settings_of(cell: Cell, upscale: Upscale | None = None, made_with: str | Non
 
 def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, dict] | None = None) -> dict:
     images = []
-    size = output_size(cell.picture, plan.config.upscale)
+    size, rendered = output_size(cell.picture, plan.config.upscale), None
+    shown = next((j for j in cell.jobs if entries and j.key in available and j.key in entries), None)
+    if entries and shown:  # the sizes the pictures are, as their sidecars say
+        size = _size_of(entries.get(plan.published_key(shown)), size)
+        rendered = _size_of(entries[shown.key], (cell.picture.width, cell.picture.height))
     tw, th = thumb_size(*size)
     for job in cell.jobs:
         if job.key in available:
@@ -78,11 +85,17 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
     return {
         "prompt": cell.prompt,
         "negative_prompt": cell.picture.negative_prompt,
-        "settings": settings_of(cell, plan.config.upscale, made_with),
+        "settings": settings_of(cell, plan.config.upscale, made_with, rendered),
         "thumb_size": [tw, th],
         "full_size": list(size),
         "images": images,
     }
+
+
+def _size_of(sidecar: dict | None, fallback: tuple[int, int]) -> tuple[int, int]:
+    png = (sidecar or {}).get("png", {})
+    width, height = png.get("width"), png.get("height")
+    return (width, height) if isinstance(width, int) and isinstance(height, int) else fallback
 
 
 def build_index(plan: Plan, cell_files: dict[str, str]) -> dict:

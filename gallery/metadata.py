@@ -11,19 +11,23 @@ from PIL.PngImagePlugin import PngInfo
 from gallery import schedulers
 
 
-def a1111_parameters(recipe: dict, model_name: str, sampler: str | None = None) -> str:
+def a1111_parameters(
+    recipe: dict, model_name: str, sampler: str | None = None, size: tuple[int, int] | None = None
+) -> str:
     """prompt line, 'Negative prompt:' line (if any), then 'Steps: N, Sampler: X, ...'. `sampler`:
-    the label of the scheduler that ran (schedulers.label_of), which the recipe's 'default' does not say."""
+    the label of the scheduler that ran (schedulers.label_of), which the recipe's 'default' does not
+    say; `size`: the picture's, where the pipeline did not make the size asked."""
     lines = [recipe["prompt"]]
     if recipe["negative_prompt"]:
         lines.append(f"Negative prompt: {recipe['negative_prompt']}")
     if recipe["scheduler"] != "default" or not sampler:
         sampler = schedulers.choice(recipe["scheduler"]).label
+    width, height = size or (recipe["width"], recipe["height"])
     guidance = recipe["guidance"]
     cfg = int(guidance) if float(guidance).is_integer() else guidance
     lines.append(
         f"Steps: {recipe['steps']}, Sampler: {sampler}, CFG scale: {cfg}, Seed: {recipe['seed']}, "
-        f"Size: {recipe['width']}x{recipe['height']}, Model: {model_name}"
+        f"Size: {width}x{height}, Model: {model_name}"
     )
     return "\n".join(lines)
 

@@ -158,6 +158,13 @@ class Renderer:
             images = [np.asarray(i.convert("RGB"), dtype=np.float32) / 255 for i in images]
         if len(images) != len(chunk):
             raise RenderError(f"{type(pipe).__name__} returned {len(images)} images for {len(chunk)} prompts")
+        made = (len(images[0][0]), len(images[0])) if len(images) else None  # (width, height) of arrays h x w x c
+        asked = (chunk[0].picture.width, chunk[0].picture.height)
+        if made and made != asked:  # some families render only at their own sizes (HunyuanDiT)
+            self._warn_once(
+                f"{type(pipe).__name__} made {made[0]}x{made[1]} pictures when asked for {asked[0]}x{asked[1]}; "
+                "their PNG and page say the size they are"
+            )
         return images
 
     def _warn_once(self, message: str) -> None:
@@ -181,7 +188,9 @@ def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
 
 def _store(cache: Cache, job: Job, image, made: dict) -> None:
     recipe = job.recipe
-    parameters = metadata.a1111_parameters(recipe, job.picture.model_name, made.get("sampler"))
+    parameters = metadata.a1111_parameters(
+        recipe, job.picture.model_name, made.get("sampler"), size=(image.width, image.height)
+    )
     png = metadata.encode_png(image, parameters, recipe)
     sidecar = {
         "key": job.key,

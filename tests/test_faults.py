@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import files_under, write_prompts
+from conftest import cell_of, files_under, write_prompts
 from gallery.cli import main
 from gallery.config import load_config
+from gallery.metadata import read_parameters
 from gallery.project import open_project
 from test_build import small_project
 
@@ -324,3 +325,19 @@ def test_two_processes_share_the_rendering_through_accelerate(tmp_path, tiny_sd)
         cache.remove(job.key)
     assert main(["render", "-c", str(prompts)]) == 0
     assert set(cache.whole_entries(plan.keys)) == set(plan.keys)
+
+
+def test_a_pipeline_that_makes_another_size_is_recorded_as_it_is(tmp_path, tiny_sd, monkeypatch, capsys):
+    """Some families render only at sizes of their own (HunyuanDiT makes 1024x1024 when asked for
+    64x64): the PNG's Size, the sidecar and the page say the size the picture is, with a warning."""
+    _patched_call(monkeypatch, lambda images, prompts: np.repeat(np.repeat(np.asarray(images), 2, axis=1), 2, axis=2))
+    prompts = small_project(tmp_path, tiny_sd)
+    assert main(["build", "-c", str(prompts)]) == 0
+    err = capsys.readouterr().err
+    assert "StableDiffusionPipeline made 128x128 pictures when asked for 64x64" in err
+    plan, cache = plan_and_cache(prompts)
+    job = plan.jobs[0]
+    assert "Size: 128x128," in read_parameters(cache.png_path(job.key).read_bytes())
+    assert job.recipe["width"] == 64  # the key keeps what was asked: the same ask makes the same picture
+    cell = cell_of(load_config(prompts).site_dir, "tiny-test", "/".join(job.cell))
+    assert cell["full_size"] == [128, 128] and (cell["settings"]["width"], cell["settings"]["height"]) == (128, 128)
