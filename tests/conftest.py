@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -74,6 +75,27 @@ def write_prompts(folder: Path, text: str) -> Path:
     path = folder / "prompts.yaml"
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
     return path
+
+
+def at_once(args: list[str], envs: list[dict], cwd: Path | None = None, timeout: int = 600) -> list[tuple]:
+    """`gallery ARGS` in one process per environment of `envs`, all started before any is waited
+    for: (exit code, stdout, stderr) of each."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gallery", *args],
+            cwd=cwd,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for env in envs
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        results.append((proc.returncode, out, err))
+    return results
 
 
 def cell_of(site: Path, slug: str, cell: str) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_prompts
+from conftest import at_once, write_prompts
 from gallery.cli import main
 from gallery.config import load_config
 from gallery.project import open_project
@@ -156,19 +156,9 @@ def test_two_site_stages_at_once_both_finish_and_agree(tmp_path, tiny_sd):
     before = project(tmp_path / "g", tiny_sd, styles="x, z", title="Before")
     assert main(["build", "-c", str(before)]) == 0
     prompts = project(tmp_path / "g", tiny_sd, styles="x, y")
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "gallery", "site", "-c", str(prompts)],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    results = [run.communicate(timeout=300) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], results
-    assert "Traceback" not in "".join(out + err for out, err in results)
+    runs = at_once(["site", "-c", str(prompts)], [dict(os.environ)] * 2, cwd=tmp_path)
+    assert [code for code, _, _ in runs] == [0, 0], runs
+    assert "Traceback" not in "".join(out + err for _, out, err in runs)
     assert tree(load_config(prompts).site_dir) == tree(tmp_path / "reference-site")
 
 

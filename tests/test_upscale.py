@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, cell_of, files_under, small_gpu, write_prompts
+from conftest import REPO, at_once, cell_of, files_under, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
@@ -62,18 +62,10 @@ def test_render_on_two_processes_then_the_next_command_upscales_once_and_fills_t
     """The README's many-GPU recipe: `gallery render` in 2 processes at once (ranks as accelerate and
     torchrun set them), then `gallery build`, once: every image rendered, upscaled once, on the page."""
     prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos}\n")
-    ranks = [
-        subprocess.Popen(
-            [sys.executable, "-m", "gallery", "render", "-c", str(prompts)],
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)),
-        )
-        for rank in (0, 1)
-    ]  # both started before either is waited for
-    outputs = [proc.communicate(timeout=600) for proc in ranks]
-    assert [proc.returncode for proc in ranks] == [0, 0], outputs
+    ranks = [dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)) for rank in (0, 1)]
+    results = at_once(["render", "-c", str(prompts)], ranks)
+    outputs = [(out, err) for _, out, err in results]
+    assert [code for code, _, _ in results] == [0, 0], outputs
     project = open_project(prompts)
     plan, cache = project.plan, project.cache
     renders = sidecars(prompts, upscaled=False)
@@ -412,20 +404,9 @@ def test_two_builds_at_once_upscale_each_image_once(tmp_path, tiny_sd):
     prompts = with_upscale(small_project(tmp_path, tiny_sd), "upscale: {upscaler: lanczos, factor: 2}\n")
     assert main(["build", "-c", str(prompts)]) == 0
     prompts.write_text(prompts.read_text().replace("factor: 2}", "factor: 3}"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "gallery", "build", "-c", str(prompts)],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    results = [run.communicate(timeout=300) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], results
+    runs = at_once(["build", "-c", str(prompts)], [dict(os.environ)] * 2, cwd=tmp_path)
+    assert [code for code, _, _ in runs] == [0, 0], runs
+    results = [(out, err) for _, out, err in runs]
     upscaled = [out for out, _ in results if "upscale: 8 images (Lanczos 3x)" in out]
     assert len(upscaled) == 1, results  # the second waited for the lock, then found them done
     assert sum("upscale:" in out for out, _ in results) == 1, results
