@@ -118,15 +118,6 @@ def _plain(markdown: str) -> str:
 
 # -- the README's reference tables --------------------------------------------------------------
 
-TABLES = {  # README marker -> the place whose settings it lists
-    "render": "render",
-    "upscale": "upscale",
-    "page": "page",
-    "site": "site",
-    "paths": "paths",
-    "limits": "limits",
-}
-
 
 def markdown_table(place: str) -> str:
     rows = ["| key | value | default | meaning |", "|---|---|---|---|"]
@@ -149,12 +140,13 @@ def option_keys() -> str:
 
 
 def update_readme(text: str) -> str:
-    """`text` (README.md) with every generated region rewritten from the settings table.
-    A region runs from `<!-- settings: NAME -->` to `<!-- /settings -->`."""
+    """`text` (README.md) with every generated region rewritten from the settings table. A region
+    runs from `<!-- settings: NAME -->` to `<!-- /settings -->`; NAME is a section (settings.SECTIONS)
+    or `option` (the keys an option may change)."""
 
     def region(match: re.Match) -> str:
         name = match[1]
-        body = option_keys() if name == "option" else markdown_table(TABLES[name])
+        body = option_keys() if name == "option" else markdown_table(name)
         end = "" if name == "option" else "\n"
         return f"<!-- settings: {name} -->{end}{body}<!-- /settings -->"
 

@@ -20,7 +20,7 @@ from gallery import config, schema
 from gallery.cli import main
 from gallery.config import load_config
 from gallery.errors import ConfigError
-from gallery.settings import BY_NAME, UPSCALERS, names
+from gallery.settings import BY_NAME, SECTIONS, UPSCALERS, names
 
 VALIDATOR = jsonschema.Draft7Validator(schema.json_schema())
 CORPUS = sorted((Path(__file__).parent / "bad_prompts").glob("*.yaml"))
@@ -121,13 +121,13 @@ def test_the_committed_schema_and_readme_are_up_to_date():
     assert (REPO / "gallery" / "prompts.schema.json").read_text(encoding="utf-8") == schema.json_text(), hint
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert schema.update_readme(readme) == readme, hint
-    for name in [*schema.TABLES, "option"]:
+    for name in [*SECTIONS, "option"]:
         assert f"<!-- settings: {name} -->" in readme
 
 
 def test_the_readme_tables_list_every_setting_once():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for place in schema.TABLES:
+    for place in SECTIONS:
         region = re.search(rf"<!-- settings: {place} -->(.*?)<!-- /settings -->", readme, re.S)[1]
         listed = re.findall(r"^\| `(\w+)`", region, re.M)
         assert listed == list(names(place))
