@@ -12,8 +12,9 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from gallery import __version__
 from gallery.cache import Cache
-from gallery.config import Config, load_config
+from gallery.config import Config, Picture, load_config
 from gallery.errors import ConfigError, GalleryError, SettingError
+from gallery.families import Effect
 from gallery.fingerprint import Memo
 from gallery.plan import Plan
 from gallery.project import open_project
@@ -135,11 +136,13 @@ def run_plan(args) -> int:
     cached = len(cache.whole_entries(j.key for j in jobs))
     axes = " x ".join(f"{len(a.options)} {a.label.lower()}" for a in config.axes)
     print(f"{config.source}: {axes} = {len(plan.cells)} cells x {config.runtime.samples} samples = {len(jobs)} images")
-    pictures = {c.picture for c in plan.cells}
-    for p in sorted(pictures, key=repr):
+    pictures = {(c.picture, c.effect) for c in plan.cells}
+    for p, effect in sorted(pictures, key=repr):
+        print(f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, {_guidance(p, effect)}, {p.width}x{p.height}")
+    if any(not effect.known for _, effect in pictures):
         print(
-            f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, guidance {p.guidance:g}, "
-            f"{p.width}x{p.height}" + (f", negative prompt: {p.negative_prompt!r}" if p.negative_prompt else "")
+            "  (a model's files could not be read here, so its recipes record every setting, "
+            "whether or not the model uses it)"
         )
     print(f"  cached: {cached}   to render: {len(jobs) - cached}")
     if plan.upscales:
@@ -147,6 +150,20 @@ def run_plan(args) -> int:
         print(f"  upscale: {_upscaler(config)}; cached: {upscaled}   to upscale: {len(plan.upscales) - upscaled}")
     print(f"  cache: {config.cache_dir}   site: {config.site_dir}")
     return 0
+
+
+def _guidance(p: Picture, effect: Effect) -> str:
+    """What guidance and the negative prompt do for these pictures, as `gallery plan` says it."""
+    said = []
+    if effect.cfg is not None:
+        said.append(f"CFG scale {effect.cfg:g}")
+    if effect.distilled is not None:
+        said.append(f"distilled guidance {effect.distilled:g}")
+    if not said:
+        said.append(f"guidance {p.guidance:g} unused" if effect.known else f"guidance {p.guidance:g}")
+    if p.negative_prompt:
+        said.append(f"negative prompt: {p.negative_prompt!r}" + ("" if effect.negative else " (no effect)"))
+    return ", ".join(said)
 
 
 def run_render(args) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from gallery import schedulers
 from gallery.config import UPSCALERS, Picture, Runtime, Upscale
 from gallery.errors import ModelLoadError, SettingError
+from gallery.modelinfo import hub_reachable
 from gallery.settings import quoted
 
 
@@ -237,7 +238,7 @@ def _weights_path(upscale: Upscale) -> str:
     cached = try_to_load_from_cache(repo, filename, revision=upscale.revision)
     if isinstance(cached, str):
         return cached
-    if not _hub_reachable():
+    if not hub_reachable():
         raise ModelLoadError(_offline_message(upscale, "upscale.model"))
     try:
         return hf_hub_download(repo, filename, revision=upscale.revision)
@@ -296,7 +297,7 @@ def _model_index(model: Picture | Upscale, diffusers, setting: str) -> tuple[dic
     source = _model_of(model)
     if not model.is_local:
         cached = _in_hub_cache(source, model.revision)
-        if not _hub_reachable():
+        if not hub_reachable():
             if not cached:  # say so now, instead of after the hub client's retries
                 raise ModelLoadError(_offline_message(model, setting))
             local_only = True
@@ -407,25 +408,6 @@ def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(repo_id, "model_index.json", revision=revision), str)
-
-
-def _hub_reachable(timeout: float = 5.0) -> bool:
-    """One TCP connection to the hub: seconds, where the hub client's retries take half a minute."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection(
-            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
-        ).close()
-        return True
-    except OSError:
-        return False
 
 
 def _offline_message(picture: Picture | Upscale, setting: str = "render.model") -> str:

@@ -57,10 +57,13 @@ def settings_of(
         "model": p.model_name,
         "scheduler": scheduler,
         "steps": p.steps,
-        "guidance": p.guidance,
         "width": rendered[0] if rendered else p.width,
         "height": rendered[1] if rendered else p.height,
     }
+    if cell.effect.cfg is not None:  # what guidance did, as the PNG says it (see metadata.a1111_parameters)
+        settings["cfg"] = cell.effect.cfg
+    if cell.effect.distilled is not None:
+        settings["distilled_cfg"] = cell.effect.distilled
     if upscale:
         settings["upscaler"] = upscale.label
     return settings
@@ -84,7 +87,7 @@ def build_cell(plan: Plan, cell: Cell, available: set[str], entries: dict[str, d
     )
     return {
         "prompt": cell.prompt,
-        "negative_prompt": cell.picture.negative_prompt,
+        "negative_prompt": cell.picture.negative_prompt if cell.effect.negative else "",
         "settings": settings_of(cell, plan.config.upscale, made_with, rendered),
         "thumb_size": [tw, th],
         "full_size": list(size),

@@ -9,27 +9,41 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from gallery import schedulers
+from gallery.families import Effect
 
 
 def a1111_parameters(
-    recipe: dict, model_name: str, sampler: str | None = None, size: tuple[int, int] | None = None
+    recipe: dict,
+    model_name: str,
+    sampler: str | None = None,
+    size: tuple[int, int] | None = None,
+    effect: Effect | None = None,
 ) -> str:
-    """prompt line, 'Negative prompt:' line (if any), then 'Steps: N, Sampler: X, ...'. `sampler`:
-    the label of the scheduler that ran (schedulers.label_of), which the recipe's 'default' does not
-    say; `size`: the picture's, where the pipeline did not make the size asked."""
+    """prompt line, 'Negative prompt:' line (where it took effect), then 'Steps: N, Sampler: X, ...'.
+    `sampler`: the label of the scheduler that ran (schedulers.label_of), which the recipe's 'default'
+    does not say; `size`: the picture's, where the pipeline did not make the size asked; `effect`:
+    what guidance did (classifier-free guidance is 'CFG scale'; guidance given to a distilled model,
+    Flux dev's, is 'Distilled CFG Scale', as Forge writes it), else the recipe's guidance is CFG."""
     lines = [recipe["prompt"]]
     if recipe["negative_prompt"]:
         lines.append(f"Negative prompt: {recipe['negative_prompt']}")
     if recipe["scheduler"] != "default" or not sampler:
         sampler = schedulers.choice(recipe["scheduler"]).label
     width, height = size or (recipe["width"], recipe["height"])
-    guidance = recipe["guidance"]
-    cfg = int(guidance) if float(guidance).is_integer() else guidance
-    lines.append(
-        f"Steps: {recipe['steps']}, Sampler: {sampler}, CFG scale: {cfg}, Seed: {recipe['seed']}, "
-        f"Size: {width}x{height}, Model: {model_name}"
-    )
+    cfg, distilled = (effect.cfg, effect.distilled) if effect else (recipe["guidance"], None)
+    fields = [f"Steps: {recipe['steps']}", f"Sampler: {sampler}"]
+    if cfg is not None:
+        fields.append(f"CFG scale: {number(cfg)}")
+    if distilled is not None:
+        fields.append(f"Distilled CFG Scale: {number(distilled)}")
+    fields += [f"Seed: {recipe['seed']}", f"Size: {width}x{height}", f"Model: {model_name}"]
+    lines.append(", ".join(fields))
     return "\n".join(lines)
+
+
+def number(value: float) -> int | float:
+    """7.0 as 7, as AUTOMATIC1111 writes it."""
+    return int(value) if float(value).is_integer() else value
 
 
 def sampler_of(sidecar: dict) -> str | None:

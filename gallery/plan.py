@@ -9,8 +9,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from gallery import schedulers
+from gallery import families, schedulers
 from gallery.config import Axis, Config, Picture, Upscale
+from gallery.families import Effect, ModelFacts
 
 # Bump when the meaning of a key changes; old cache entries then simply stop matching.
 KEY_FORMAT = 1
@@ -25,10 +26,11 @@ class Job:
     picture: Picture  # after the cell's per-option overrides
     model_id: str  # the model's identity in the key (hub id@revision, or a content fingerprint)
     key: str
+    effect: Effect  # what the picture's settings do on its model: what the recipe records
 
     @property
     def recipe(self) -> dict:
-        return recipe(self.picture, self.model_id, self.prompt, self.seed)
+        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.effect)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Cell:
     prompt: str
     picture: Picture
     jobs: tuple[Job, ...]
+    effect: Effect
 
     @property
     def path(self) -> str:
@@ -100,13 +103,25 @@ def models(config: Config) -> set[tuple[str, str | None]]:
     return used
 
 
-def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> Plan:
-    """Every combination of options; `model_ids` maps each model to its identity (see fingerprint)."""
+def pipelines(config: Config) -> set[tuple[str, str | None, str]]:
+    """Every (model, revision, pipeline setting) a picture uses: what decides its family's facts."""
+    return {(p.model, p.revision, p.pipeline) for _, p in combinations(config)}
+
+
+def expand(
+    config: Config,
+    model_ids: Mapping[tuple[str, str | None], str],
+    facts: Mapping[tuple[str, str | None, str], ModelFacts | None] | None = None,
+) -> Plan:
+    """Every combination of options; `model_ids` maps each model to its identity (see fingerprint),
+    `facts` each model and pipeline setting to what its files say (see modelinfo; absent: unknown,
+    and every setting is recorded)."""
     cells = []
     for options, picture in combinations(config):
         keys = tuple(o.key for o in options)
         prompt = build_prompt(config, config.axes, options)
         model_id = model_ids[(picture.model, picture.revision)]
+        effect = effect_of(picture, (facts or {}).get((picture.model, picture.revision, picture.pipeline)))
         jobs = tuple(
             Job(
                 keys,
@@ -115,11 +130,12 @@ def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> P
                 prompt,
                 picture,
                 model_id,
-                cache_key(picture, model_id, prompt, config.runtime.seed + i),
+                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect),
+                effect,
             )
             for i in range(config.runtime.samples)
         )
-        cells.append(Cell(keys, prompt, picture, jobs))
+        cells.append(Cell(keys, prompt, picture, jobs, effect))
     upscales = {}
     if config.upscale:
         upscale = config.upscale
@@ -151,6 +167,9 @@ def upscale_recipe(source: Job, upscale: Upscale, model_id: str | None = None) -
         recipe_.update(tile=upscale.tile if tiled else 0, tile_overlap=upscale.tile_overlap if tiled else 0)
     if upscale.kind.loader == "diffusers":  # it draws noise: the source's seed, so a column stays comparable
         recipe_.update(seed=source.seed)
+    negative = source.picture.negative_prompt
+    if upscale.upscaler == "sd-x4" and negative and not source.effect.negative:  # sd-x4 reads it, the source's key not
+        recipe_.update(negative_prompt=negative)
     return recipe_
 
 
@@ -174,8 +193,16 @@ def build_prompt(config: Config, axes: tuple[Axis, ...], options) -> str:
     return re.sub(r"\s{2,}", " ", text).strip()  # an empty fragment leaves no double space
 
 
-def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
-    """The canonical form of everything that decides the picture (and nothing else)."""
+def effect_of(picture: Picture, facts: ModelFacts | None) -> Effect:
+    """What `picture`'s guidance and negative prompt do on the model `facts` describe."""
+    return families.effect(facts, picture.guidance, picture.negative_prompt, dict(getattr(picture, "call", ())))
+
+
+def recipe(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effect | None = None) -> dict:
+    """The canonical form of everything that decides the picture (and nothing else): a negative
+    prompt or a guidance that took no effect (`effect`; None: unknown, kept) is left out, so
+    changing it re-renders nothing."""
+    effect = effect or effect_of(picture, None)
     return {
         "format": KEY_FORMAT,
         "model": model_id,
@@ -183,17 +210,17 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
         "scheduler": picture.scheduler,
         "scheduler_options": dict(schedulers.choice(picture.scheduler).options + picture.scheduler_options),
         "prompt": prompt,
-        "negative_prompt": picture.negative_prompt,
+        "negative_prompt": picture.negative_prompt if effect.negative else "",
         "seed": seed,
         "steps": picture.steps,
-        "guidance": float(picture.guidance),
+        "guidance": float(picture.guidance) if effect.guidance else None,
         "width": picture.width,
         "height": picture.height,
     }
 
 
-def cache_key(picture: Picture, model_id: str, prompt: str, seed: int) -> str:
-    return recipe_key(recipe(picture, model_id, prompt, seed))
+def cache_key(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effect | None = None) -> str:
+    return recipe_key(recipe(picture, model_id, prompt, seed, effect))
 
 
 def recipe_key(recipe_: dict) -> str:

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from gallery import loading, metadata, schedulers
+from gallery import families, loading, metadata, schedulers
 from gallery.batching import in_batches, store_good
 from gallery.cache import Cache
 from gallery.config import Picture, Runtime
 from gallery.errors import RenderError
+from gallery.families import Effect
 from gallery.plan import Job
 from gallery.workers import Share
 
@@ -95,7 +96,7 @@ class Renderer:
         versions = loading.versions("diffusers", "transformers")
         for picture, group in _groups(jobs):
             pipe = self.pipeline(picture)
-            kwargs = self._call_kwargs(pipe, picture, group)
+            kwargs = self._call_kwargs(pipe, picture, group[0].effect)
             batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
             at_one = (
                 "out of GPU memory at batch size 1; set render.attention_slicing, "
@@ -123,23 +124,33 @@ class Renderer:
                     },
                 )
 
-    def _call_kwargs(self, pipe, picture: Picture, group: Sequence[Job]) -> dict:
+    def _call_kwargs(self, pipe, picture: Picture, effect: Effect) -> dict:
+        """The call's arguments: the picture's settings that take effect (the plan's `effect`), and the
+        asked size honoured by pipelines that would otherwise snap it to sizes of their own."""
         accepted = loading.call_parameters(pipe)
-        kwargs = {
+        kwargs: dict = {
             "height": picture.height,
             "width": picture.width,
             "num_inference_steps": picture.steps,
-            "guidance_scale": picture.guidance,
-            "output_type": "np",
-        }  # floats: NaN stays visible
-        if picture.negative_prompt:
+            "output_type": "np",  # floats: NaN stays visible
+            "use_resolution_binning": False,  # PixArt, Sana, HunyuanDiT: render the size asked, not a bin
+        }
+        if effect.sends_guidance:
+            kwargs["guidance_scale"] = picture.guidance
+        name = type(pipe).__name__
+        if effect.negative or (picture.negative_prompt and not effect.known):
             if "negative_prompt" in accepted:
                 kwargs["negative_prompt"] = picture.negative_prompt
             else:
                 self._warn_once(
-                    f"{type(pipe).__name__} has no negative prompt: negative_prompt "
-                    f"'{picture.negative_prompt}' is ignored for these images"
+                    f"{name} has no negative prompt: negative_prompt '{picture.negative_prompt}' "
+                    "is ignored for these images"
                 )
+        elif picture.negative_prompt:
+            self._warn_once(
+                f"negative_prompt '{picture.negative_prompt}' has no effect on these images "
+                f"({families.why_no_negative(name, effect)}): it is not recorded, and changing it re-renders nothing"
+            )
         return {k: v for k, v in kwargs.items() if k in accepted or k == "output_type"}
 
     def _run(self, pipe, chunk: Sequence[Job], kwargs: dict):
@@ -189,7 +200,7 @@ def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
 def _store(cache: Cache, job: Job, image, made: dict) -> None:
     recipe = job.recipe
     parameters = metadata.a1111_parameters(
-        recipe, job.picture.model_name, made.get("sampler"), size=(image.width, image.height)
+        recipe, job.picture.model_name, made.get("sampler"), size=(image.width, image.height), effect=job.effect
     )
     png = metadata.encode_png(image, parameters, recipe)
     sidecar = {

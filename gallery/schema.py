@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from gallery.families import FAMILIES
 from gallery.settings import BY_NAME, SAFE_KEY, SECTIONS, UPSCALERS, Setting, ecma, names
 
 
@@ -139,14 +140,38 @@ def option_keys() -> str:
     return ", ".join(f"`{name}`" for name in names("option"))
 
 
+def families_table() -> str:
+    """What each family records of guidance and the negative prompt (gallery.families)."""
+    guidance = {
+        "cfg": "`CFG scale` where guidance > 1, else not recorded",
+        "cfg_unless_1": "`CFG scale` where guidance is not 1",
+        "embedded": "`Distilled CFG Scale` where the model is guidance-distilled (its config says so), else not "
+        "recorded",
+    }
+    rows = [
+        "| family | pipeline class | guidance is recorded as | negative prompt is recorded | own `call` arguments |",
+        "|---|---|---|---|---|",
+    ]
+    for cls, family in FAMILIES.items():
+        negative = {
+            "with_cfg": "where CFG runs",
+            "none": "never (it has none; a warning says so)",
+            "true_cfg": f"where `{family.switch}` > 1 (default {family.switch_default:g}); then `CFG scale` is that",
+            "prior_cfg": f"where the prior's `{family.switch}` > 1 (default {family.switch_default:g})",
+        }[family.negative]
+        call = ", ".join(f"`{name}`" for name in family.call)
+        rows.append(f"| {family.name} | `{cls}` | {guidance[family.guidance]} | {negative} | {call} |")
+    return "\n".join(rows) + "\n"
+
+
 def update_readme(text: str) -> str:
     """`text` (README.md) with every generated region rewritten from the settings table. A region
-    runs from `<!-- settings: NAME -->` to `<!-- /settings -->`; NAME is a section (settings.SECTIONS)
-    or `option` (the keys an option may change)."""
+    runs from `<!-- settings: NAME -->` to `<!-- /settings -->`; NAME is a section (settings.SECTIONS),
+    `option` (the keys an option may change) or `families` (gallery.families)."""
 
     def region(match: re.Match) -> str:
         name = match[1]
-        body = option_keys() if name == "option" else markdown_table(name)
+        body = option_keys() if name == "option" else families_table() if name == "families" else markdown_table(name)
         end = "" if name == "option" else "\n"
         return f"<!-- settings: {name} -->{end}{body}<!-- /settings -->"
 

@@ -134,3 +134,24 @@ def small_gpu(monkeypatch, loader: str, batch_argument: str | int) -> list[int]:
 
     monkeypatch.setattr(loading, loader, load_with_small_gpu)
     return sizes
+
+
+def read_back(png: Path) -> dict:
+    """A PNG's recipe as the third-party sd-parsers package reads it (what other tools see): prompt,
+    negative prompt, sampler, its parameters (cfg_scale, seed, steps), model, and the rest."""
+    from PIL import Image
+    from sd_parsers import ParserManager
+
+    with Image.open(png) as image:
+        info = ParserManager().parse(image)
+    assert info is not None, f"sd-parsers cannot read {png}"
+    (sampler,) = info.samplers
+    return {
+        "generator": info.generator.value,
+        "prompt": " ".join(p.value for p in sampler.prompts),
+        "negative_prompt": " ".join(p.value for p in sampler.negative_prompts),
+        "sampler": sampler.name,
+        **sampler.parameters,
+        "model": sampler.model.name if sampler.model else None,
+        **info.metadata,
+    }

@@ -80,7 +80,7 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     cells = {path: json.loads((site / file).read_text()) for path, file in manifest["cells"].items()}
     ink = cells["dog/ink"]
     assert ink["prompt"] == "a dog ink drawing" and len(ink["images"]) == 2
-    assert ink["settings"]["guidance"] == 3.0 and ink["thumb_size"] == [64, 64]
+    assert ink["settings"]["cfg"] == 3.0 and ink["thumb_size"] == [64, 64]
     assert ink["settings"]["scheduler"] == "DDIM"  # the model's own, as its sidecars record
     for cell in cells.values():
         for image in cell["images"]:

@@ -197,8 +197,10 @@ const makeLightbox = (root, siteRoot) => {
     img.alt = altText(manifest, cell, image);
     const rows = [row("Prompt", cell.prompt)];
     if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
-    rows.push(row("Seed", image.seed), row("Steps", s.steps), row("Guidance", s.guidance),
-      row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
+    rows.push(row("Seed", image.seed), row("Steps", s.steps));
+    if (s.cfg !== undefined) rows.push(row("CFG scale", s.cfg));
+    if (s.distilled_cfg !== undefined) rows.push(row("Distilled CFG scale", s.distilled_cfg));
+    rows.push(row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
     if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
     recipe.replaceChildren(...rows.flat());
   };
