@@ -61,6 +61,8 @@ def settings_of(
         "width": rendered[0] if rendered else p.width,
         "height": rendered[1] if rendered else p.height,
     }
+    if p.quantize != "none":  # only where set, as in the recipe
+        settings["quantize"] = p.quantize
     if upscale:
         settings["upscaler"] = upscale.label
     return settings

@@ -10,6 +10,9 @@ from PIL.PngImagePlugin import PngInfo
 
 from gallery import schedulers
 
+# render.quantize as Forge's "Diffusion in Low Bits" names it (bnb-nf4; its int8 is a fork's name).
+LOW_BITS = {"int8": "int8", "nf4": "bnb-nf4"}
+
 
 def a1111_parameters(
     recipe: dict, model_name: str, sampler: str | None = None, size: tuple[int, int] | None = None
@@ -28,6 +31,7 @@ def a1111_parameters(
     lines.append(
         f"Steps: {recipe['steps']}, Sampler: {sampler}, CFG scale: {cfg}, Seed: {recipe['seed']}, "
         f"Size: {width}x{height}, Model: {model_name}"
+        + (f", Diffusion in Low Bits: {LOW_BITS[recipe['quantize']]}" if recipe.get("quantize") else "")
     )
     return "\n".join(lines)
 

@@ -176,7 +176,7 @@ def build_prompt(config: Config, axes: tuple[Axis, ...], options) -> str:
 
 def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
     """The canonical form of everything that decides the picture (and nothing else)."""
-    return {
+    recipe_ = {
         "format": KEY_FORMAT,
         "model": model_id,
         "pipeline": picture.pipeline,
@@ -190,6 +190,9 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
         "width": picture.width,
         "height": picture.height,
     }
+    if picture.quantize != "none":  # smaller weights change the pixels a little; absent, so other keys stay
+        recipe_["quantize"] = picture.quantize
+    return recipe_
 
 
 def cache_key(picture: Picture, model_id: str, prompt: str, seed: int) -> str:

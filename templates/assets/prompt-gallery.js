@@ -199,6 +199,7 @@ const makeLightbox = (root, siteRoot) => {
     if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
     rows.push(row("Seed", image.seed), row("Steps", s.steps), row("Guidance", s.guidance),
       row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
+    if (s.quantize) rows.push(row("Quantized", s.quantize));
     if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
     recipe.replaceChildren(...rows.flat());
   };
