@@ -370,6 +370,7 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
 DENOISERS = ("unet", "transformer")
 SMALL_TEXT_ENCODERS = ("CLIPTextModel", "CLIPTextModelWithProjection")
 BACKENDS = {"int8": "torchao int8 weight-only", "nf4": "bitsandbytes nf4"}
+BACKEND_LIBRARIES = {"int8": "torchao", "nf4": "bitsandbytes"}
 
 
 def quantized_parts(index: dict) -> dict[str, str]:

@@ -7,6 +7,7 @@ PNG encoding and cache writes run in a writer thread while the next batch render
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -186,7 +187,14 @@ def _quantized(pipe, picture: Picture) -> dict:
     parts = getattr(pipe, "_gallery_quantized", {})
     if not parts:
         return {}
-    return {"quantized": {"backend": loading.BACKENDS[picture.quantize], "parts": sorted(parts)}}
+    library = loading.BACKEND_LIBRARIES[picture.quantize]
+    return {
+        "quantized": {
+            "backend": loading.BACKENDS[picture.quantize],
+            "parts": sorted(parts),
+            "version": f"{library} {importlib.metadata.version(library)}",  # its rounding may change between releases
+        }
+    }
 
 
 def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:

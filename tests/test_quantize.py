@@ -9,6 +9,8 @@ only its refusal), the memory a quantized or group-offloaded model saves, and gr
 stream; the README cites published figures for those.
 """
 
+import importlib.metadata
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,7 +20,7 @@ from gallery import loading
 from gallery.cli import main
 from gallery.config import Picture, Runtime, load_config
 from gallery.errors import SettingError
-from gallery.metadata import read_parameters
+from gallery.metadata import a1111_parameters, encode_png, read_parameters
 from gallery.project import open_project
 
 pytest.importorskip("torchao", reason="render.quantize: int8 needs torchao: pip install -e '.[quantize]'")
@@ -154,7 +156,11 @@ def test_build_keys_records_and_says_the_quantization(tmp_path, tiny_sd, capsys)
     assert int8_job.key != full_job.key
     side = project.cache.sidecar(int8_job.key)
     assert side["recipe"]["quantize"] == "int8"
-    assert side["made"]["quantized"] == {"backend": "torchao int8 weight-only", "parts": ["unet"]}
+    assert side["made"]["quantized"] == {
+        "backend": "torchao int8 weight-only",
+        "parts": ["unet"],
+        "version": f"torchao {importlib.metadata.version('torchao')}",
+    }
     assert "quantized" not in project.cache.sidecar(full_job.key)["made"]
     assert read_parameters(project.cache.png_path(int8_job.key).read_bytes()).endswith(
         "Size: 64x64, Model: tiny-sd, Diffusion in Low Bits: int8"
@@ -219,3 +225,24 @@ def test_group_offload_on_a_cpu(tiny_sd, full):
         assert leaves and all(hooked(m) for m in leaves), type(part).__name__
     assert not any(hooked(m) for m in offloaded.vae.modules())
     assert np.array_equal(images(offloaded), images(full))
+
+
+def test_other_tools_read_the_quantization_back(tmp_path):
+    """sd-parsers (PyPI), as other tools read AUTOMATIC1111's and Forge's PNGs."""
+    sd_parsers = pytest.importorskip("sd_parsers")
+    recipe = {
+        "prompt": "a cat",
+        "negative_prompt": "",
+        "scheduler": "default",
+        "guidance": 3.5,
+        "steps": 20,
+        "seed": 7,
+        "width": 1024,
+        "height": 1024,
+        "quantize": "nf4",
+    }
+    path = tmp_path / "nf4.png"
+    path.write_bytes(encode_png(Image.new("RGB", (8, 8)), a1111_parameters(recipe, "FLUX.1-dev", "Euler"), recipe))
+    info = sd_parsers.ParserManager().parse(str(path))
+    assert info is not None and info.metadata["Diffusion in Low Bits"] == "bnb-nf4"
+    assert [(s.name, s.parameters["seed"]) for s in info.samplers] == [("Euler", "7")]
