@@ -18,12 +18,13 @@ $(VENV)/.installed: pyproject.toml
 # The tests also run the esrgan upscaler, whose loader (spandrel) needs torchvision built for the
 # same torch. PyPI's torchvision does not import beside the 2.13.0 CPU build, so the tests take a
 # matching pair (a CUDA build, 5.5 GB; it runs on the CPU too), unless a torchvision is there already.
+# They also quantize a tiny model with torchao (the quantize extra: render.quantize: int8).
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 
 $(VENV)/.installed-test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torchvision" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH_PAIR)
-	$(BIN)/pip install --quiet -e ".[test,esrgan]"
+	$(BIN)/pip install --quiet -e ".[test,esrgan,quantize]"
 	# only for its CLIP vocabulary file; --no-deps keeps its other needs out
 	$(BIN)/pip install --quiet --no-deps "open-clip-torch==3.3.0"
 	touch $@

@@ -60,6 +60,7 @@ class Picture:
     width: int
     height: int
     negative_prompt: str
+    quantize: str = "none"  # "none", "int8" (torchao) or "nf4" (bitsandbytes): see settings.QUANTIZE
 
     @property
     def is_local(self) -> bool:
@@ -82,7 +83,7 @@ class Runtime:
     batch_size: int | None  # None: chosen from the device and the image size
     attention_slicing: bool
     vae_tiling: bool
-    cpu_offload: str  # "none", "model" or "sequential"
+    cpu_offload: str  # "none", "model", "sequential" or "group"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     for name in ("diffusers", "transformers", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # torchao's import (render.quantize: int8) registers enums with torch's pytree, which warns per enum
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
@@ -90,11 +92,19 @@ def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     torch_dtype = getattr(torch, target.dtype)
+    if picture.quantize != "none" and picture.model.endswith(".safetensors"):
+        raise SettingError(
+            f"quantize: {picture.quantize} needs a diffusers folder or hub model; a single .safetensors file "
+            "is loaded whole",
+            setting="quantize",
+            picture=picture,
+            hint="convert the file to a diffusers folder (save_pretrained), or set quantize: none",
+        )
     try:
         if picture.model.endswith(".safetensors"):
             pipe = _load_single_file(picture, torch_dtype, diffusers)
         else:
-            pipe = _load_pretrained(picture, torch_dtype, diffusers)
+            pipe = _load_pretrained(picture, torch_dtype, diffusers, target)
     except ModelLoadError:
         raise
     except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
@@ -120,12 +130,31 @@ def _place(pipe, target: Target, runtime: Runtime) -> None:
         if vae is not None and hasattr(vae, "enable_tiling"):
             vae.enable_tiling()
     if runtime.cpu_offload != "none" and target.device != "cpu":
-        if runtime.cpu_offload == "sequential":
+        if runtime.cpu_offload == "group":
+            group_offload(pipe, target.device)
+        elif runtime.cpu_offload == "sequential":
             pipe.enable_sequential_cpu_offload(device=target.device)
         else:
             pipe.enable_model_cpu_offload(device=target.device)
     else:
         pipe.to(target.device)
+
+
+def group_offload(pipe, device: str) -> None:
+    """render.cpu_offload: group. diffusers' group offloading at leaf level: every layer of the text
+    encoders and the denoiser stays in CPU memory and comes to `device` as it runs; on a CUDA GPU the
+    next layer is copied on a side stream while this one computes. The VAE (0.1-0.3 GB) stays on the
+    GPU whole: diffusers warns that a tiled VAE decode with streams may fail on its first pass."""
+    import torch
+
+    onload = torch.device(device)
+    pipe.enable_group_offload(
+        onload_device=onload,
+        offload_device=torch.device("cpu"),
+        offload_type="leaf_level",
+        use_stream=onload.type == "cuda",
+        exclude_modules=["vae", "vqvae"],
+    )
 
 
 def check_upscaler(upscale: Upscale) -> None:
@@ -308,7 +337,7 @@ def _model_index(model: Picture | Upscale, diffusers, setting: str) -> tuple[dic
     return config, local_only
 
 
-def _load_pretrained(picture: Picture, torch_dtype, diffusers):
+def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
     source = picture.model
     config, local_only = _model_index(picture, diffusers, "render.model")
     cls_name = picture.pipeline if picture.pipeline != "auto" else config.get("_class_name", "DiffusionPipeline")
@@ -328,7 +357,99 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers):
     kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision, "local_files_only": local_only}
     if "safety_checker" in config:  # never download a safety checker; the gallery is curated by hand
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    return cls.from_pretrained(source, **kwargs)
+    quantization = _quantization(picture, config, target, torch_dtype, diffusers)
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization)
+    pipe = cls.from_pretrained(source, **kwargs)
+    pipe._gallery_quantized = quantized_parts(config) if quantization is not None else {}
+    return pipe
+
+
+# render.quantize quantizes the denoiser, and each text encoder but CLIP's: CLIP-L and -G hold 0.1-0.7B
+# parameters, which diffusers' quantization guides leave whole, where T5-XXL holds 4.7B and the Gemma and
+# Qwen encoders 2-7B. The VAE is small and has few linear layers.
+DENOISERS = ("unet", "transformer")
+SMALL_TEXT_ENCODERS = ("CLIPTextModel", "CLIPTextModelWithProjection")
+BACKENDS = {"int8": "torchao int8 weight-only", "nf4": "bitsandbytes nf4"}
+BACKEND_LIBRARIES = {"int8": "torchao", "nf4": "bitsandbytes"}
+
+
+def quantized_parts(index: dict) -> dict[str, str]:
+    """{part: its library} of the parts render.quantize quantizes, read from model_index.json."""
+    parts = {}
+    for name, entry in index.items():
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in ("diffusers", "transformers")):
+            continue  # config keys (_class_name ...), absent parts ([null, null]), tokenizers of other libraries
+        library, cls = entry
+        denoiser = name in DENOISERS and library == "diffusers"
+        if denoiser or (
+            name.startswith("text_encoder") and library == "transformers" and cls not in SMALL_TEXT_ENCODERS
+        ):
+            parts[name] = library
+    return parts
+
+
+def _quantization(picture: Picture, index: dict, target: Target, torch_dtype, diffusers):
+    """diffusers' PipelineQuantizationConfig for render.quantize (None for none). A backend this machine
+    cannot run is a SettingError, before any weight is read."""
+    if picture.quantize == "none":
+        return None
+    import transformers
+
+    parts = quantized_parts(index)
+    if not any(name in DENOISERS for name in parts):
+        raise SettingError(
+            f"{index.get('_class_name', 'this model')} has no unet or transformer for quantize: {picture.quantize}",
+            setting="quantize",
+            picture=picture,
+            hint="set quantize: none",
+        )
+    check_quantize(picture, target)
+    configs = {}
+    if picture.quantize == "nf4":
+        kwargs = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch_dtype}
+        for name, library in parts.items():
+            make = diffusers.BitsAndBytesConfig if library == "diffusers" else transformers.BitsAndBytesConfig
+            configs[name] = make(**kwargs)
+    else:
+        from torchao.quantization import Int8WeightOnlyConfig
+
+        for name, library in parts.items():
+            make = diffusers.TorchAoConfig if library == "diffusers" else transformers.TorchAoConfig
+            configs[name] = make(Int8WeightOnlyConfig())
+    return diffusers.PipelineQuantizationConfig(quant_mapping=configs)
+
+
+def check_quantize(picture: Picture, target: Target) -> None:
+    """A SettingError where this machine cannot run `picture`'s render.quantize: nf4 off a CUDA GPU, or a
+    backend that does not import. Milliseconds: no model is read."""
+    if picture.quantize == "nf4":
+        if not target.device.startswith("cuda"):
+            raise SettingError(
+                f"quantize: nf4 (bitsandbytes) runs on CUDA GPUs only, and this build renders on {target.device}",
+                setting="quantize",
+                picture=picture,
+                hint="use quantize: int8 (torchao), which runs on the CPU too, or quantize: none",
+            )
+        _need("bitsandbytes", picture, "pip install 'prompt-gallery[nf4]' (bitsandbytes), on a machine with a CUDA GPU")
+    elif picture.quantize == "int8":
+        _need("torchao", picture, "pip install 'prompt-gallery[quantize]' (torchao)")
+
+
+def _need(module: str, picture: Picture, install: str) -> None:
+    """Import `module` (a quantization backend) or say, at render.quantize's line, how to install it."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # ImportError, or a build for another torch failing as it loads
+        why = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise SettingError(
+            f"quantize: {picture.quantize} needs {module}, which does not import here ({why})",
+            setting="quantize",
+            picture=picture,
+            hint=install,
+        ) from None
 
 
 # Inputs of pipelines that start from a picture (img2img, inpainting, ControlNet, depth2img ...):

@@ -64,6 +64,8 @@ def settings_of(
         settings["cfg"] = cell.effect.cfg
     if cell.effect.distilled is not None:
         settings["distilled_cfg"] = cell.effect.distilled
+    if p.quantize != "none":  # only where set, as in the recipe
+        settings["quantize"] = p.quantize
     if upscale:
         settings["upscaler"] = upscale.label
     return settings

@@ -11,6 +11,9 @@ from PIL.PngImagePlugin import PngInfo
 from gallery import schedulers
 from gallery.families import Effect
 
+# render.quantize as Forge's "Diffusion in Low Bits" names it (bnb-nf4; its int8 is a fork's name).
+LOW_BITS = {"int8": "int8", "nf4": "bnb-nf4"}
+
 
 def a1111_parameters(
     recipe: dict,
@@ -37,6 +40,8 @@ def a1111_parameters(
     if distilled is not None:
         fields.append(f"Distilled CFG Scale: {number(distilled)}")
     fields += [f"Seed: {recipe['seed']}", f"Size: {width}x{height}", f"Model: {model_name}"]
+    if recipe.get("quantize"):
+        fields.append(f"Diffusion in Low Bits: {LOW_BITS[recipe['quantize']]}")
     lines.append(", ".join(fields))
     return "\n".join(lines)
 

@@ -203,7 +203,7 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effe
     prompt or a guidance that took no effect (`effect`; None: unknown, kept) is left out, so
     changing it re-renders nothing."""
     effect = effect or effect_of(picture, None)
-    return {
+    recipe_ = {
         "format": KEY_FORMAT,
         "model": model_id,
         "pipeline": picture.pipeline,
@@ -217,6 +217,9 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effe
         "width": picture.width,
         "height": picture.height,
     }
+    if picture.quantize != "none":  # smaller weights change the pixels a little; absent, so other keys stay
+        recipe_["quantize"] = picture.quantize
+    return recipe_
 
 
 def cache_key(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effect | None = None) -> str:

@@ -7,6 +7,7 @@ PNG encoding and cache writes run in a writer thread while the next batch render
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -74,8 +75,10 @@ class Renderer:
     def check_schedulers(self, pictures: Iterable[Picture]) -> None:
         """Give the model in memory each of `pictures`' schedulers in turn (milliseconds: no weights
         move), so that an option one refuses stops the build before any image; pictures of another
-        model are checked when that model loads."""
+        model are checked when that model loads. A render.quantize this machine cannot run (nf4 on a
+        CPU) stops it too, whatever the model."""
         for picture in pictures:
+            loading.check_quantize(picture, self.target)
             if _ident(picture) in self._pipes:
                 self.pipeline(picture)
 
@@ -121,6 +124,7 @@ class Renderer:
                         "seconds": round(seconds / len(chunk), 4),
                         "versions": versions,
                         "process": f"{self.share.rank}/{self.share.world}",
+                        **_quantized(pipe, picture),
                     },
                 )
 
@@ -186,7 +190,22 @@ class Renderer:
 
 def _ident(picture: Picture) -> tuple:
     """What decides which pipeline is loaded (the scheduler is set on it per picture)."""
-    return (picture.model, picture.revision, picture.pipeline)
+    return (picture.model, picture.revision, picture.pipeline, picture.quantize)
+
+
+def _quantized(pipe, picture: Picture) -> dict:
+    """For the sidecar: which parts render.quantize made smaller, and how."""
+    parts = getattr(pipe, "_gallery_quantized", {})
+    if not parts:
+        return {}
+    library = loading.BACKEND_LIBRARIES[picture.quantize]
+    return {
+        "quantized": {
+            "backend": loading.BACKENDS[picture.quantize],
+            "parts": sorted(parts),
+            "version": f"{library} {importlib.metadata.version(library)}",  # its rounding may change between releases
+        }
+    }
 
 
 def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:

@@ -329,6 +329,8 @@ DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 PIPELINE = re.compile(r"^(auto|[A-Z][A-Za-z0-9]*Pipeline)$")
 BASEURL = re.compile(r"^(/.*[^/])?$")
 _SCHEDULER_NAMES = list(schedulers.KNOWN)
+# render.quantize: the backends diffusers quantizes a pipeline with as it loads (see gallery.loading)
+QUANTIZE = ("none", "int8", "nf4")
 
 SETTINGS: tuple[Setting, ...] = (
     # top level
@@ -411,6 +413,17 @@ SETTINGS: tuple[Setting, ...] = (
         PICTURE,
         "",
     ),
+    Setting(
+        "quantize",
+        Choice(QUANTIZE, noun="quantization", hint="use none, int8 (torchao: CPU and GPU) or nf4 (bitsandbytes: CUDA)"),
+        "load the denoiser (`unet` or `transformer`) and a large text encoder (T5, Gemma, Qwen ...; not CLIP) "
+        "with smaller weights, so a big model fits a small GPU: `int8`, torchao's int8 weight-only (CUDA and "
+        "CPU; about half of bfloat16's memory); `nf4`, bitsandbytes' 4-bit NormalFloat (CUDA GPUs only; about "
+        "a quarter). It changes the pixels a little, so it is in the key and the PNG (`Diffusion in Low Bits`); "
+        "see [Big models on small GPUs](#big-models-on-small-gpus)",
+        PICTURE,
+        "none",
+    ),
     # ... and how to render it (none of it in the key)
     Setting("samples", Whole(1, 10_000), "images per cell", ("render",), 4),
     Setting(
@@ -459,8 +472,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("vae_tiling", Flag(), "decode large images in tiles", ("render",), False),
     Setting(
         "cpu_offload",
-        Choice(("none", "model", "sequential"), also_bool=((False, "none"), (True, "model"))),
-        "keep weights in CPU memory between uses (GPU only): `true` is `model`",
+        Choice(("none", "model", "sequential", "group"), also_bool=((False, "none"), (True, "model"))),
+        "keep weights in CPU memory between uses (GPU only; on a CPU it does nothing): `model` moves whole "
+        "parts (text encoder, denoiser, VAE) to the GPU as each runs (`true` is `model`); `sequential` moves "
+        "each layer, least memory and slowest; `group` is diffusers' group offloading, layer by layer with the "
+        "next layer copied on a CUDA stream while one computes: close to `sequential`'s memory, faster",
         ("render",),
         "none",
         "`false`",

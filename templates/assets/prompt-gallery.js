@@ -201,6 +201,7 @@ const makeLightbox = (root, siteRoot) => {
     if (s.cfg !== undefined) rows.push(row("CFG scale", s.cfg));
     if (s.distilled_cfg !== undefined) rows.push(row("Distilled CFG scale", s.distilled_cfg));
     rows.push(row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
+    if (s.quantize) rows.push(row("Quantized", s.quantize));
     if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
     recipe.replaceChildren(...rows.flat());
   };
