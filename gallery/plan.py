@@ -25,10 +25,11 @@ class Job:
     picture: Picture  # after the cell's per-option overrides
     model_id: str  # the model's identity in the key (hub id@revision, or a content fingerprint)
     key: str
+    config_id: str | None = None  # a single-file model's `config:` (its identity), where set
 
     @property
     def recipe(self) -> dict:
-        return recipe(self.picture, self.model_id, self.prompt, self.seed)
+        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.config_id)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ def combinations(config: Config):
 
 def models(config: Config) -> set[tuple[str, str | None]]:
     """Every (model, revision) the plan will use, the upscaler's included."""
-    used = {(p.model, p.revision) for _, p in combinations(config)}
+    pictures = [p for _, p in combinations(config)]
+    used = {(p.model, p.revision) for p in pictures}
+    used |= {(p.config_source, p.revision) for p in pictures if p.config_source}
     if config.upscale and config.upscale.model:
         used.add((config.upscale.model, config.upscale.revision))
     return used
@@ -107,6 +110,7 @@ def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> P
         keys = tuple(o.key for o in options)
         prompt = build_prompt(config, config.axes, options)
         model_id = model_ids[(picture.model, picture.revision)]
+        config_id = model_ids[(picture.config_source, picture.revision)] if picture.config_source else None
         jobs = tuple(
             Job(
                 keys,
@@ -115,7 +119,8 @@ def expand(config: Config, model_ids: Mapping[tuple[str, str | None], str]) -> P
                 prompt,
                 picture,
                 model_id,
-                cache_key(picture, model_id, prompt, config.runtime.seed + i),
+                cache_key(picture, model_id, prompt, config.runtime.seed + i, config_id),
+                config_id,
             )
             for i in range(config.runtime.samples)
         )
@@ -174,9 +179,10 @@ def build_prompt(config: Config, axes: tuple[Axis, ...], options) -> str:
     return re.sub(r"\s{2,}", " ", text).strip()  # an empty fragment leaves no double space
 
 
-def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
-    """The canonical form of everything that decides the picture (and nothing else)."""
-    return {
+def recipe(picture: Picture, model_id: str, prompt: str, seed: int, config_id: str | None = None) -> dict:
+    """The canonical form of everything that decides the picture (and nothing else). `config_id`:
+    the identity of a single-file model's `config:`, only where it is set (other keys stay as they were)."""
+    recipe_ = {
         "format": KEY_FORMAT,
         "model": model_id,
         "pipeline": picture.pipeline,
@@ -190,10 +196,13 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int) -> dict:
         "width": picture.width,
         "height": picture.height,
     }
+    if config_id:
+        recipe_["config"] = config_id
+    return recipe_
 
 
-def cache_key(picture: Picture, model_id: str, prompt: str, seed: int) -> str:
-    return recipe_key(recipe(picture, model_id, prompt, seed))
+def cache_key(picture: Picture, model_id: str, prompt: str, seed: int, config_id: str | None = None) -> str:
+    return recipe_key(recipe(picture, model_id, prompt, seed, config_id))
 
 
 def recipe_key(recipe_: dict) -> str:

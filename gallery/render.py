@@ -175,7 +175,7 @@ class Renderer:
 
 def _ident(picture: Picture) -> tuple:
     """What decides which pipeline is loaded (the scheduler is set on it per picture)."""
-    return (picture.model, picture.revision, picture.pipeline)
+    return (picture.model, picture.revision, picture.pipeline, picture.config_source)
 
 
 def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
