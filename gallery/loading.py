@@ -374,6 +374,44 @@ def _check_fits(cls, index: dict, picture: Picture, diffusers) -> None:
             picture=picture,
             hint=_own_class_hint(own),
         )
+    wrong = _wrong_parts(cls, index, diffusers)
+    if wrong:
+        part, found, takes = wrong[0]
+        raise SettingError(
+            f"{cls.__name__} does not fit {what}, a {own} (model_index.json): its {part} is a {found}, "
+            f"where {cls.__name__} takes a {takes}",
+            setting="pipeline",
+            picture=picture,
+            hint=_own_class_hint(own),
+        )
+
+
+def _wrong_parts(cls, index: dict, diffusers) -> list[tuple[str, str, str]]:
+    """(part, the model's class, the class `cls` takes) for each network of the model (denoiser,
+    VAE, text encoders) that is not of the kind `cls` is declared to take: a PixArt pipeline on a
+    Sana model has all its parts by name, and would give Gemma's embeddings to a T5 model's layers."""
+    import importlib
+
+    import torch
+
+    try:
+        takes = cls._get_signature_types()
+    except Exception:  # not a DiffusionPipeline (AutoPipeline ...): nothing to compare
+        return []
+    wrong = []
+    for part, spec in sorted(index.items()):
+        expected = tuple(t for t in takes.get(part, ()) if isinstance(t, type) and issubclass(t, torch.nn.Module))
+        if not expected or not isinstance(spec, list) or len(spec) != 2 or None in spec:
+            continue
+        library, name = spec
+        try:
+            module = importlib.import_module(library) if library in ("diffusers", "transformers") else None
+            found = getattr(module or getattr(diffusers.pipelines, library), name)
+        except Exception:  # a part diffusers would not find either: _check_parts_load says so
+            continue
+        if isinstance(found, type) and issubclass(found, torch.nn.Module) and not issubclass(found, expected):
+            wrong.append((part, name, " or ".join(t.__name__ for t in expected)))
+    return wrong
 
 
 def _check_parts_load(index: dict, picture: Picture, diffusers) -> None:

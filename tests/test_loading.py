@@ -204,13 +204,6 @@ def test_config_is_in_the_key_only_where_set(tmp_path, tiny_sd_unet_file):
     assert len({plain.key, hub.key, pinned.key}) == 3
 
 
-def test_config_beside_a_model_that_has_its_own_is_refused_at_its_line(tmp_path, tiny_sd, capsys):
-    prompts = project(tmp_path, f"model: {tiny_sd}, config: {SDXL}")
-    assert main(["build", "-c", str(prompts)]) == 2
-    err = capsys.readouterr().err
-    one_message(err, f"{prompts}:1: render.config: config is for a single .safetensors model")
-
-
 def test_auto_pipeline_for_text2image_is_accepted_and_loads(tmp_path, tiny_sd, capsys):
     prompts = project(tmp_path, f"model: {tiny_sd}, pipeline: AutoPipelineForText2Image")
     assert main(["build", "-c", str(prompts)]) == 0, capsys.readouterr().err
