@@ -63,7 +63,9 @@ BEYOND_SHAPE = {
     "117-option-scheduler-option-refused",
     "118-scheduler-option-unknown",
     "119-pipeline-does-not-fit-the-model",
-    "120-pipeline-image-to-image",  # what the model's scheduler and pipeline classes take
+    "120-pipeline-image-to-image",
+    "121-pipeline-parts-of-another-kind",  # what the model's scheduler and pipeline classes take
+    "122-config-beside-a-diffusers-model",  # config: needs the model to be a single file
     "95-recursive-merge",
     "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
     "31-date-that-is-not-a-date",  # a broken date to YAML 1.1 (the gallery's reader), text to YAML 1.2 (editors)
