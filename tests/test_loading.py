@@ -105,6 +105,23 @@ def rendered(tmp_path_factory):
     return Pixels()
 
 
+def test_a_whole_checkpoint_finds_the_inferred_configs_in_the_hub_cache(
+    tmp_path, checkpoints, rendered, empty_hub_cache, capsys
+):
+    """Without config:, offline, from what `hf download REPO --include '*.json' ...` leaves in the
+    Hugging Face cache under the repository diffusers infers (here the tiny SDXL's configs stand in
+    for stabilityai/stable-diffusion-xl-base-1.0's)."""
+    file, model = checkpoints["sdxl"]
+    repo = empty_hub_cache / f"models--{SDXL.replace('/', '--')}"
+    configs_only(model, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    prompts = project(tmp_path, f"model: {file}")
+    assert main(["build", "-c", str(prompts)]) == 0, capsys.readouterr().err
+    assert "config" not in open_project(prompts).plan.jobs[0].recipe
+    assert _pixels(_png(prompts)) == rendered[model]
+
+
 def _png(prompts: Path) -> bytes:
     project_ = open_project(prompts)
     return project_.cache.png_path(project_.plan.jobs[0].key).read_bytes()
