@@ -407,7 +407,7 @@ def _wrong_parts(cls, index: dict, diffusers) -> list[tuple[str, str, str]]:
         try:
             module = importlib.import_module(library) if library in ("diffusers", "transformers") else None
             found = getattr(module or getattr(diffusers.pipelines, library), name)
-        except Exception:  # a part diffusers would not find either: _check_parts_load says so
+        except Exception:  # a class this diffusers does not have: loading it says so
             continue
         if isinstance(found, type) and issubclass(found, torch.nn.Module) and not issubclass(found, expected):
             wrong.append((part, name, " or ".join(t.__name__ for t in expected)))
