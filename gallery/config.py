@@ -36,6 +36,7 @@ from gallery.yamlsource import Located, dotted, load_yaml
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 HUB_FILE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+/[\w./-]+$")  # owner/repo/path/in/repo.pth
+BASE_EXAMPLE = "stabilityai/stable-diffusion-xl-base-1.0"  # a `config:` example
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 WEBP_MAX_SIDE = 16383
 
@@ -53,6 +54,8 @@ class Picture:
     model: str  # hub id, or an absolute path to a local directory or .safetensors file
     revision: str | None
     pipeline: str  # "auto" or a diffusers pipeline class name
+    # a single-file model's configs (and, for a denoiser alone, its other parts): hub id or local folder
+    config: str | None = field(default=None, kw_only=True)
     scheduler: str  # canonical name from gallery.schedulers
     scheduler_options: tuple[tuple[str, Any], ...]
     steps: int
@@ -65,6 +68,16 @@ class Picture:
     @property
     def is_local(self) -> bool:
         return self.model.startswith("/")
+
+    @property
+    def is_single_file(self) -> bool:
+        return self.model.endswith(".safetensors")
+
+    @property
+    def config_source(self) -> str | None:
+        """Where a single-file model's configs come from, where the file is one and `config` is set:
+        the only case in which it decides anything."""
+        return self.config if self.is_single_file else None
 
     @property
     def model_name(self) -> str:
@@ -460,6 +473,14 @@ class _Reader:
             values["model"] = self.model(section, path)
         if section.get("pipeline") is not None:
             values["pipeline"] = self.pipeline(section, path)
+        if section.get("config") is not None:
+            values["config"] = self.model(section, path, key="config", single_file=False, example=BASE_EXAMPLE)
+            if not values["model"].endswith(".safetensors"):
+                raise self.fail(
+                    path + ("config",),
+                    f"config is for a single .safetensors model; {quoted(values['model'])} brings its own configs",
+                    "leave config out, or set model: to a .safetensors file",
+                )
         if section.get("scheduler") is not None:
             values["scheduler"] = self.scheduler(section, path)
         if section.get("scheduler_options") is not None:
@@ -478,17 +499,24 @@ class _Reader:
         return Runtime(**{k: values[k] for k in RUNTIME_KEYS})
 
     def model(
-        self, section: dict, path: tuple, *, single_file: bool = True, example: str = "CompVis/ldm-text2im-large-256"
+        self,
+        section: dict,
+        path: tuple,
+        *,
+        single_file: bool = True,
+        example: str = "CompVis/ldm-text2im-large-256",
+        key: str = "model",
     ) -> str:
-        """A hub id or a local diffusers folder (or, where `single_file`, a .safetensors file)."""
-        value = self.text(section, "model", path, empty_ok=False)
+        """A hub id or a local diffusers folder (or, where `single_file`, a .safetensors file), given
+        under `key`."""
+        value = self.text(section, key, path, empty_ok=False)
         assert value is not None  # the callers read it only where it is given
-        mpath = path + ("model",)
+        mpath = path + (key,)
         if value.endswith(PICKLE_SUFFIXES):
             raise self.fail(
                 mpath,
                 f"{quoted(value)} is a pickle checkpoint, which can run code when loaded",
-                "convert it to .safetensors (or a diffusers folder) and point model: at that",
+                f"convert it to .safetensors (or a diffusers folder) and point {key}: at that",
             )
         kinds = (
             "a diffusers folder (with model_index.json), a .safetensors file,"
@@ -509,7 +537,7 @@ class _Reader:
                     raise self.fail(
                         mpath,
                         f"{quoted(candidate)} is not a diffusers folder (no model_index.json)",
-                        "point model: at the folder that `save_pretrained` wrote",
+                        f"point {key}: at the folder that `save_pretrained` wrote",
                     )
                 if not candidate.is_dir() and (candidate.suffix != ".safetensors" or not single_file):
                     raise self.fail(

@@ -347,12 +347,18 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
             f"render.model '{source}' is a {cls_name}, an upscaler, not a text-to-image pipeline; "
             f"choose a text-to-image model, and use this one as upscale: {{upscaler: {upscaler}}}"
         )
+    if cls_name.endswith("PriorPipeline"):  # its __call__ takes a prompt, but it makes no picture
+        raise ModelLoadError(
+            f"render.model '{source}' is a {cls_name}: it turns a prompt into image embeddings for a decoder "
+            "model, not into pictures; choose the decoder's model (its combined pipeline runs the prior too)"
+        )
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise ModelLoadError(
             f"'{source}' needs pipeline class {cls_name}, which diffusers "
             f"{diffusers.__version__} does not have; upgrade diffusers or set render.pipeline"
         )
+    _check_parts_load(config, picture, diffusers)
     _check_fits(cls, config, picture, diffusers)
     kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision, "local_files_only": local_only}
     if "safety_checker" in config:  # never download a safety checker; the gallery is curated by hand
@@ -490,6 +496,86 @@ def _check_fits(cls, index: dict, picture: Picture, diffusers) -> None:
             picture=picture,
             hint=_own_class_hint(own),
         )
+    wrong = _wrong_parts(cls, index, diffusers)
+    if wrong:
+        part, found, takes = wrong[0]
+        raise SettingError(
+            f"{cls.__name__} does not fit {what}, a {own} (model_index.json): its {part} is a {found}, "
+            f"where {cls.__name__} takes a {takes}",
+            setting="pipeline",
+            picture=picture,
+            hint=_own_class_hint(own),
+        )
+
+
+def _wrong_parts(cls, index: dict, diffusers) -> list[tuple[str, str, str]]:
+    """(part, the model's class, the class `cls` takes) for each network of the model (denoiser,
+    VAE, text encoders) that is not of the kind `cls` is declared to take: a PixArt pipeline on a
+    Sana model has all its parts by name, and would give Gemma's embeddings to a T5 model's layers."""
+    import importlib
+
+    import torch
+
+    try:
+        takes = cls._get_signature_types()
+    except Exception:  # not a DiffusionPipeline (AutoPipeline ...): nothing to compare
+        return []
+    wrong = []
+    for part, spec in sorted(index.items()):
+        expected = tuple(t for t in takes.get(part, ()) if isinstance(t, type) and issubclass(t, torch.nn.Module))
+        if not expected or not isinstance(spec, list) or len(spec) != 2 or None in spec:
+            continue
+        library, name = spec
+        try:
+            module = importlib.import_module(library) if library in ("diffusers", "transformers") else None
+            found = getattr(module or getattr(diffusers.pipelines, library), name)
+        except Exception:  # a class this diffusers does not have: loading it says so
+            continue
+        if isinstance(found, type) and issubclass(found, torch.nn.Module) and not issubclass(found, expected):
+            wrong.append((part, name, " or ".join(t.__name__ for t in expected)))
+    return wrong
+
+
+def _check_parts_load(index: dict, picture: Picture, diffusers) -> None:
+    """Refuse, before loading, a model whose model_index.json names a part by a library this diffusers
+    cannot find. Stable Cascade's hub models name their VQ model `wuerstchen.PaellaVQModel`,
+    and diffusers moved `wuerstchen` to `diffusers.pipelines.deprecated` without loading it from there:
+    a fault of diffusers, said as such instead of its ValueError in the middle of loading."""
+    import sys
+
+    from diffusers import pipelines
+
+    what = f"the model at {picture.model}" if picture.is_local else f"model '{picture.model}'"
+    for part, spec in sorted(index.items()):
+        if part.startswith("_") or not isinstance(spec, list) or len(spec) != 2 or None in spec:
+            continue
+        library, name = spec
+        if not isinstance(library, str) or not isinstance(name, str):
+            continue
+        # as diffusers resolves a library (pipeline_loading_utils._get_library_or_raise); a class
+        # missing from diffusers or transformers is left for diffusers to judge
+        if library in LOADABLE_LIBRARIES or hasattr(pipelines, library) or library in sys.modules:
+            continue
+        own = index.get("_class_name") or "this pipeline"
+        moved = hasattr(getattr(pipelines, "deprecated", None), library)
+        last = MOVED.get(library)
+        raise ModelLoadError(
+            f"{what} ({own}) names its part '{part}' as {library}.{name} (model_index.json), which diffusers "
+            f"{diffusers.__version__} cannot load"
+            + (
+                f": diffusers moved '{library}' to diffusers.pipelines.deprecated and no longer finds it by "
+                "this name. This is a fault of diffusers, not of the model or of prompts.yaml; render it with "
+                + (
+                    f"diffusers {last[1]} or older (the last release with diffusers.pipelines.{library}; "
+                    f"{last[0]} moved it, {last[2]})"
+                    if last
+                    else f"a diffusers release that still has diffusers.pipelines.{library}"
+                )
+                + ", or choose another model"
+                if moved
+                else "; upgrade diffusers, or choose another model"
+            )
+        )
 
 
 def _own_class_hint(own: str | None) -> str:
@@ -511,18 +597,175 @@ def _parts(cls) -> set[str]:
         return set()
 
 
-def _load_single_file(picture: Picture, torch_dtype, diffusers):
-    name = picture.pipeline
-    if name == "auto":
-        from safetensors import safe_open
+# Libraries diffusers moved under pipelines.deprecated while hub models still name them in their
+# model_index.json: (release that moved it, last release with it in place, where).
+MOVED = {"wuerstchen": ("0.38.0", "0.37.1", "huggingface/diffusers#13157")}  # Stable Cascade's PaellaVQModel
+LOADABLE_LIBRARIES = ("diffusers", "transformers", "onnxruntime.training")  # diffusers' LOADABLE_CLASSES
 
-        with safe_open(picture.model, framework="pt") as f:
-            is_xl = any(k.startswith("conditioner.embedders.1") for k in f.keys())  # noqa: SIM118 (not a dict)
-        name = "StableDiffusionXLPipeline" if is_xl else "StableDiffusionPipeline"
-    cls = getattr(diffusers, name, None)
-    if cls is None or not hasattr(cls, "from_single_file"):
-        raise ModelLoadError(f"{name} cannot load a single .safetensors file; convert it to a diffusers folder")
-    return cls.from_single_file(picture.model, torch_dtype=torch_dtype)
+# The parts that hold a single-file checkpoint's denoiser, in the order they are looked for.
+DENOISERS = ("transformer", "unet")
+
+
+class _Tensors:
+    """A .safetensors file's tensors, read one at a time when asked: diffusers tells the model type
+    from a few of them, and a checkpoint is gigabytes."""
+
+    def __init__(self, handle):
+        self._handle = handle
+        self._keys = list(handle.keys())
+        self._set = set(self._keys)
+
+    def __contains__(self, key) -> bool:
+        return key in self._set
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self):
+        return list(self._keys)
+
+    def __getitem__(self, key):
+        if key not in self._set:
+            raise KeyError(key)
+        return self._handle.get_tensor(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self._set else default
+
+
+@dataclass(frozen=True)
+class SingleFile:
+    """What a single-file checkpoint is, read from its tensor names."""
+
+    model_type: str | None  # diffusers' name for it ("xl_base", "flux-dev" ...); None: not asked (config given)
+    source: str  # where its configs (and the parts it lacks) come from: a hub id or a local folder
+    whole: bool  # it holds the VAE too (a whole checkpoint), not just the denoiser
+    subfolder: str | None = None  # diffusers' default source is one part of a repository (Stable Cascade)
+
+
+def read_single_file(picture: Picture) -> SingleFile:
+    """The model type diffusers infers from the file's tensor names (only where `config` does not say
+    where its configs are) and whether it holds a VAE."""
+    from diffusers.loaders import single_file_utils as sfu
+    from safetensors import safe_open
+
+    try:
+        with safe_open(picture.model, framework="pt") as handle:
+            tensors = _Tensors(handle)
+            whole = any(key.startswith(tuple(sfu.LDM_VAE_KEYS)) for key in tensors)
+            model_type = None if picture.config else sfu.infer_diffusers_model_type(tensors)
+    except Exception as err:  # not safetensors, truncated, a tensor diffusers' rules did not expect ...
+        raise ModelLoadError(
+            f"cannot read the model at {picture.model}: {type(err).__name__}: {err}".splitlines()[0]
+        ) from None
+    if model_type is None:
+        return SingleFile(None, picture.config or "", whole)
+    default = sfu.DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]
+    return SingleFile(model_type, default["pretrained_model_name_or_path"], whole, default.get("subfolder"))
+
+
+def _load_single_file(picture: Picture, torch_dtype, diffusers):
+    found = read_single_file(picture)
+    name = f"{picture.model_name}"
+    if found.subfolder:  # Stable Cascade's stages: one file each, never a text-to-image model alone
+        raise ModelLoadError(
+            f"{name} is one stage of a Stable Cascade model ('{found.model_type}'), not a text-to-image model "
+            f"alone; Stable Cascade renders with its prior and decoder together, as a diffusers folder or hub id"
+        )
+    hub = not os.path.isdir(found.source)
+    # `revision` is the revision of `config`; the file itself has none, nor has an inferred source
+    pinned = picture.revision if hub and picture.config else None
+    local_only = False
+    if hub:
+        cached = _in_hub_cache(found.source, pinned)
+        if not hub_reachable():
+            if not cached:  # diffusers would try to download it, and fail with LocalEntryNotFoundError
+                raise ModelLoadError(_single_file_offline_message(picture, found))
+            local_only = True
+    revision = {"revision": pinned} if pinned else {}
+    try:
+        index = diffusers.DiffusionPipeline.load_config(found.source, local_files_only=local_only, **revision)
+    except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
+        raise ModelLoadError(_explain_single_file_failure(picture, found, err)) from None
+    own = index.get("_class_name")
+    cls_name = picture.pipeline if picture.pipeline not in ("auto", "AutoPipelineForText2Image") else own
+    cls = getattr(diffusers, cls_name or "", None)
+    if cls is None:
+        raise ModelLoadError(
+            f"{name} loads with the configs of {found.source}, whose pipeline class {cls_name} diffusers "
+            f"{diffusers.__version__} does not have; set render.config to a model of the file's architecture"
+        )
+    _check_parts_load(index, picture, diffusers)
+    _check_fits(cls, index, picture, diffusers)
+    kwargs = {"torch_dtype": torch_dtype, "local_files_only": local_only}
+    try:
+        if found.whole:
+            if not hasattr(cls, "from_single_file"):
+                raise ModelLoadError(
+                    f"diffusers {diffusers.__version__} cannot load {cls_name} from one file; "
+                    "convert it to a diffusers folder"
+                )
+            return cls.from_single_file(picture.model, config=found.source, **kwargs, **revision)
+        part = next((p for p in DENOISERS if isinstance(index.get(p), list) and index[p][1]), None)
+        part_cls = getattr(diffusers, index[part][1], None) if part else None
+        if part is None or part_cls is None or not hasattr(part_cls, "from_single_file"):
+            raise ModelLoadError(
+                f"{name} holds no VAE, so it is taken for a denoiser alone, and diffusers "
+                f"{diffusers.__version__} cannot load "
+                + (f"a {index[part][1]} from one file" if part else f"the denoiser of a {own} from one file")
+                + "; convert it to a diffusers folder"
+            )
+        config_revision = {"config_revision": pinned} if pinned else {}
+        denoiser = part_cls.from_single_file(
+            picture.model, config=found.source, subfolder=part, **kwargs, **config_revision
+        )
+        extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
+        parts: dict[str, Any] = {part: denoiser, **extra}
+        return cls.from_pretrained(found.source, **parts, **kwargs, **revision)
+    except ModelLoadError:
+        raise
+    except Exception as err:  # diffusers raises many kinds; all mean "cannot load"
+        raise ModelLoadError(_explain_single_file_failure(picture, found, err)) from None
+
+
+def _single_file_offline_message(picture: Picture, found: SingleFile) -> str:
+    """Offline, without the configs a single-file checkpoint needs: which repository, and how to get it."""
+    offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    source = found.source
+    revision = f" --revision {picture.revision}" if picture.revision and picture.config else ""
+    if found.whole:
+        needs = f"the configs of {source}"
+        download = f"hf download {source}{revision} --include '*.json' --include '*.txt' --include '*.model'"
+        size = " (a few MB)"
+    else:
+        needs = f"the rest of the pipeline (configs, VAE, text encoders) from {source}"
+        download = (
+            f"hf download {source}{revision} --include 'model_index.json' --include '*/*' --exclude 'transformer/*'"
+        )
+        size = ""
+    inferred = f" (diffusers reads it as '{found.model_type}')" if found.model_type else ""
+    return (
+        f"cannot load {picture.model_name}{inferred}: it needs {needs}, which are not in the local Hugging Face "
+        f"cache, and the hub cannot be reached{offline}. Download them once with network access: `{download}`"
+        f"{size}, then copy the cache (HF_HOME), or add `--local-dir DIR` and set render.config to that folder"
+    )
+
+
+def _explain_single_file_failure(picture: Picture, found: SingleFile, err: Exception) -> str:
+    name, text = type(err).__name__, str(err)
+    hub = not os.path.isdir(found.source)
+    if hub and ("LocalEntryNotFound" in name or "offline" in text.lower() or "OfflineModeIsEnabled" in name):
+        return _single_file_offline_message(picture, found)
+    if hub and ("401" in text or "403" in text or "gated" in text.lower()):
+        return (
+            f"{picture.model_name} loads with the configs of {found.source}, which needs a Hugging Face login or "
+            "licence acceptance: accept its terms on the hub and run `hf auth login` (or set HF_TOKEN)"
+        )
+    where = f"with the configs of {found.source}"
+    return f"cannot load the model at {picture.model} {where}: {name}: {text}".splitlines()[0]
 
 
 def _in_hub_cache(repo_id: str, revision: str | None) -> bool:

@@ -23,8 +23,11 @@ DENOISERS = ("transformer", "unet")  # the component whose config says whether g
 HEADER_LIMIT = 100 << 20  # a safetensors header larger than this is not one
 
 
-def model_facts(models: set[tuple[str, str | None, str]]) -> dict[tuple[str, str | None, str], ModelFacts | None]:
-    """The facts of each (model, revision, pipeline setting); None where they cannot be read."""
+Entry = tuple[str, str | None, str, str | None]  # model, revision, pipeline setting, a single file's config source
+
+
+def model_facts(models: set[Entry]) -> dict[Entry, ModelFacts | None]:
+    """The facts of each (model, revision, pipeline setting, config source); None where they cannot be read."""
     online: list[bool] = []  # asked once, the first time a hub file is not in the cache
 
     def reachable() -> bool:
@@ -35,9 +38,12 @@ def model_facts(models: set[tuple[str, str | None, str]]) -> dict[tuple[str, str
     return {entry: facts_of(*entry, reachable) for entry in sorted(models, key=str)}
 
 
-def facts_of(model: str, revision: str | None, pipeline: str, reachable=lambda: False) -> ModelFacts | None:
+def facts_of(
+    model: str, revision: str | None, pipeline: str, config_source: str | None = None, reachable=lambda: False
+) -> ModelFacts | None:
     if model.lower().endswith(".safetensors"):
-        return _single_file_facts(Path(model), pipeline)
+        configs = facts_of(config_source, revision, pipeline, None, reachable) if config_source else None
+        return _single_file_facts(Path(model), pipeline, configs)
     index = _config(model, revision, "model_index.json", reachable)
     if index is None or not isinstance(index.get("_class_name"), str):
         return None
@@ -79,14 +85,20 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _single_file_facts(path: Path, pipeline: str) -> ModelFacts | None:
-    """A checkpoint's family from its tensor names (the same reading gallery.loading loads it by)."""
+def _single_file_facts(path: Path, pipeline: str, configs: ModelFacts | None) -> ModelFacts | None:
+    """A checkpoint's family: the pipeline class of its `config:` folder or repository where set (as
+    gallery.loading loads it), else the one its tensor names say; guidance as an input where its
+    tensors have one."""
     keys = safetensors_keys(path)
     if keys is None:
         return None
-    if pipeline != "auto":
-        return ModelFacts(pipeline, single_file_guidance_embedded(keys))
-    return ModelFacts(single_file_pipeline(keys), single_file_guidance_embedded(keys))
+    if pipeline not in ("auto", AUTO_PIPELINE):
+        cls = pipeline
+    elif configs is not None:
+        cls = configs.pipeline
+    else:
+        cls = single_file_pipeline(keys)
+    return ModelFacts(cls, single_file_guidance_embedded(keys))
 
 
 def single_file_pipeline(keys: list[str]) -> str:

@@ -27,10 +27,11 @@ class Job:
     model_id: str  # the model's identity in the key (hub id@revision, or a content fingerprint)
     key: str
     effect: Effect  # what the picture's settings do on its model: what the recipe records
+    config_id: str | None = None  # a single-file model's `config:` (its identity), where set
 
     @property
     def recipe(self) -> dict:
-        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.effect)
+        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.effect, self.config_id)
 
 
 @dataclass(frozen=True)
@@ -97,21 +98,24 @@ def combinations(config: Config):
 
 def models(config: Config) -> set[tuple[str, str | None]]:
     """Every (model, revision) the plan will use, the upscaler's included."""
-    used = {(p.model, p.revision) for _, p in combinations(config)}
+    pictures = [p for _, p in combinations(config)]
+    used = {(p.model, p.revision) for p in pictures}
+    used |= {(p.config_source, p.revision) for p in pictures if p.config_source}
     if config.upscale and config.upscale.model:
         used.add((config.upscale.model, config.upscale.revision))
     return used
 
 
-def pipelines(config: Config) -> set[tuple[str, str | None, str]]:
-    """Every (model, revision, pipeline setting) a picture uses: what decides its family's facts."""
-    return {(p.model, p.revision, p.pipeline) for _, p in combinations(config)}
+def pipelines(config: Config) -> set[tuple[str, str | None, str, str | None]]:
+    """Every (model, revision, pipeline setting, config source) a picture uses: what decides its
+    family's facts (see modelinfo)."""
+    return {(p.model, p.revision, p.pipeline, p.config_source) for _, p in combinations(config)}
 
 
 def expand(
     config: Config,
     model_ids: Mapping[tuple[str, str | None], str],
-    facts: Mapping[tuple[str, str | None, str], ModelFacts | None] | None = None,
+    facts: Mapping[tuple[str, str | None, str, str | None], ModelFacts | None] | None = None,
 ) -> Plan:
     """Every combination of options; `model_ids` maps each model to its identity (see fingerprint),
     `facts` each model and pipeline setting to what its files say (see modelinfo; absent: unknown,
@@ -121,7 +125,9 @@ def expand(
         keys = tuple(o.key for o in options)
         prompt = build_prompt(config, config.axes, options)
         model_id = model_ids[(picture.model, picture.revision)]
-        effect = effect_of(picture, (facts or {}).get((picture.model, picture.revision, picture.pipeline)))
+        entry = (picture.model, picture.revision, picture.pipeline, picture.config_source)
+        effect = effect_of(picture, (facts or {}).get(entry))
+        config_id = model_ids[(picture.config_source, picture.revision)] if picture.config_source else None
         jobs = tuple(
             Job(
                 keys,
@@ -130,8 +136,9 @@ def expand(
                 prompt,
                 picture,
                 model_id,
-                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect),
+                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect, config_id),
                 effect,
+                config_id,
             )
             for i in range(config.runtime.samples)
         )
@@ -198,10 +205,18 @@ def effect_of(picture: Picture, facts: ModelFacts | None) -> Effect:
     return families.effect(facts, picture.guidance, picture.negative_prompt, dict(getattr(picture, "call", ())))
 
 
-def recipe(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effect | None = None) -> dict:
+def recipe(
+    picture: Picture,
+    model_id: str,
+    prompt: str,
+    seed: int,
+    effect: Effect | None = None,
+    config_id: str | None = None,
+) -> dict:
     """The canonical form of everything that decides the picture (and nothing else): a negative
     prompt or a guidance that took no effect (`effect`; None: unknown, kept) is left out, so
-    changing it re-renders nothing."""
+    changing it re-renders nothing. `config_id`: the identity of a single-file model's `config:`,
+    only where it is set (other keys stay as they were)."""
     effect = effect or effect_of(picture, None)
     recipe_ = {
         "format": KEY_FORMAT,
@@ -219,11 +234,20 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effe
     }
     if picture.quantize != "none":  # smaller weights change the pixels a little; absent, so other keys stay
         recipe_["quantize"] = picture.quantize
+    if config_id:
+        recipe_["config"] = config_id
     return recipe_
 
 
-def cache_key(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effect | None = None) -> str:
-    return recipe_key(recipe(picture, model_id, prompt, seed, effect))
+def cache_key(
+    picture: Picture,
+    model_id: str,
+    prompt: str,
+    seed: int,
+    effect: Effect | None = None,
+    config_id: str | None = None,
+) -> str:
+    return recipe_key(recipe(picture, model_id, prompt, seed, effect, config_id))
 
 
 def recipe_key(recipe_: dict) -> str:

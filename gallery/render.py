@@ -190,7 +190,7 @@ class Renderer:
 
 def _ident(picture: Picture) -> tuple:
     """What decides which pipeline is loaded (the scheduler is set on it per picture)."""
-    return (picture.model, picture.revision, picture.pipeline, picture.quantize)
+    return (picture.model, picture.revision, picture.pipeline, picture.quantize, picture.config_source)
 
 
 def _quantized(pipe, picture: Picture) -> dict:

@@ -326,7 +326,7 @@ MAX_NOISE_LEVEL = 350  # StableDiffusionUpscalePipeline's max_noise_level
 
 PICTURE = ("render", "option")  # a picture setting: in render:, or changed by an option for its cells
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
-PIPELINE = re.compile(r"^(auto|[A-Z][A-Za-z0-9]*Pipeline)$")
+PIPELINE = re.compile(r"^(auto|AutoPipelineForText2Image|[A-Z][A-Za-z0-9]*Pipeline)$")
 BASEURL = re.compile(r"^(/.*[^/])?$")
 _SCHEDULER_NAMES = list(schedulers.KNOWN)
 # render.quantize: the backends diffusers quantizes a pipeline with as it loads (see gallery.loading)
@@ -352,9 +352,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "model",
         Special("hub id or path", {"type": ["string", "number"], "minLength": 1}),
-        "a hub id, a local diffusers folder (with `model_index.json`), or a single `.safetensors` file "
-        "(Stable Diffusion 1.x/2.x or XL). Relative paths are from `prompts.yaml`'s folder. Pickle checkpoints "
-        "(`.ckpt`, `.bin`, `.pt`) are refused: convert them to safetensors.",
+        "a hub id, a local diffusers folder (with `model_index.json`), or a single `.safetensors` file: a "
+        "whole checkpoint (Stable Diffusion 1.x/2.x, XL, SD3 with its text encoders) or a file holding only the "
+        "denoiser (a Flux or SD3 transformer), see `config`. Relative paths are from `prompts.yaml`'s folder. "
+        "Pickle checkpoints (`.ckpt`, `.bin`, `.pt`) are refused: convert them to safetensors.",
         PICTURE,
         "CompVis/ldm-text2im-large-256",
     ),
@@ -369,9 +370,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "pipeline",
         Special("`auto` or a class name", {"type": "string", "pattern": ecma(PIPELINE.pattern)}),
-        "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`)",
+        "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`). "
+        "`AutoPipelineForText2Image` lets diffusers choose the text-to-image class for the model.",
         PICTURE,
         "auto",
+    ),
+    Setting(
+        "config",
+        Special("hub id or folder", {"type": ["string", "number"], "minLength": 1}),
+        "for a single `.safetensors` `model` only: the diffusers model of the same architecture whose configs and "
+        "tokenizers the file is loaded with, a hub id or a local folder (with `model_index.json`); a file "
+        "holding only the denoiser (Flux, SD3 ...) also takes the rest of the pipeline (VAE, text encoders) "
+        "from it. `revision` applies to it. Offline, see [single-file checkpoints](#single-file-checkpoints).",
+        PICTURE,
+        None,
+        "the repository diffusers infers from the file, e.g. `stabilityai/stable-diffusion-xl-base-1.0`",
     ),
     Setting(
         "scheduler",

@@ -63,7 +63,9 @@ BEYOND_SHAPE = {
     "117-option-scheduler-option-refused",
     "118-scheduler-option-unknown",
     "119-pipeline-does-not-fit-the-model",
-    "120-pipeline-image-to-image",  # what the model's scheduler and pipeline classes take
+    "120-pipeline-image-to-image",
+    "121-pipeline-parts-of-another-kind",  # what the model's scheduler and pipeline classes take
+    "122-config-beside-a-diffusers-model",  # config: needs the model to be a single file
     "132-option-quantize-nf4-on-cpu",  # what the machine runs
     "95-recursive-merge",
     "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
