@@ -326,7 +326,7 @@ MAX_NOISE_LEVEL = 350  # StableDiffusionUpscalePipeline's max_noise_level
 
 PICTURE = ("render", "option")  # a picture setting: in render:, or changed by an option for its cells
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
-PIPELINE = re.compile(r"^(auto|[A-Z][A-Za-z0-9]*Pipeline)$")
+PIPELINE = re.compile(r"^(auto|AutoPipelineForText2Image|[A-Z][A-Za-z0-9]*Pipeline)$")
 BASEURL = re.compile(r"^(/.*[^/])?$")
 _SCHEDULER_NAMES = list(schedulers.KNOWN)
 # render.quantize: the backends diffusers quantizes a pipeline with as it loads (see gallery.loading)
@@ -369,7 +369,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "pipeline",
         Special("`auto` or a class name", {"type": "string", "pattern": ecma(PIPELINE.pattern)}),
-        "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`)",
+        "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`), and loads a "
+        "decoder-only model (Kandinsky 2.x) with the prior its model card names, as "
+        "`AutoPipelineForText2Image` (which may be named too) does",
         PICTURE,
         "auto",
     ),
