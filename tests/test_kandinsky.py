@@ -161,3 +161,26 @@ def test_the_scheduler_chosen_is_the_one_the_decoder_runs(kandinsky):
     assert type(pipe.prior_pipe.scheduler).__name__ == "UnCLIPScheduler"  # the prior keeps its own
     loading.set_scheduler(pipe, picture("default"), diffusers)
     assert type(pipe.decoder_pipe.scheduler).__name__ == type(pipe.scheduler).__name__ == "DDPMScheduler"
+
+
+def test_a_local_decoder_is_keyed_with_the_prior_its_card_names(tmp_path):
+    from gallery.fingerprint import Memo, model_identities
+    from tiny_pipelines import KANDINSKY_DECODER_CARD
+
+    decoder, prior = tmp_path / "decoder", tmp_path / "prior"
+    for folder in (decoder, prior):
+        folder.mkdir()
+        (folder / "model_index.json").write_text("{}", encoding="utf-8")
+
+    def identity() -> str:
+        return model_identities({(str(decoder), None)}, Memo(tmp_path))[(str(decoder), None)]
+
+    plain = identity()
+    (decoder / "README.md").write_text("---\nlicense: mit\n---\n# any model\n", encoding="utf-8")
+    assert identity() == plain  # a model card is no part of other models' identity
+    (decoder / "README.md").write_text(KANDINSKY_DECODER_CARD.format(prior=PRIOR), encoding="utf-8")
+    assert identity() == f"{plain} prior:hub:{PRIOR}@main"
+    (decoder / "README.md").write_text(KANDINSKY_DECODER_CARD.format(prior=prior), encoding="utf-8")
+    local = identity()
+    (prior / "model_index.json").write_text('{"changed": 1}', encoding="utf-8")
+    assert identity() != local and identity().startswith(plain + " prior:sha256:")
