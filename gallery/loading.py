@@ -18,7 +18,8 @@ from typing import Any
 from gallery import schedulers
 from gallery.config import UPSCALERS, Picture, Runtime, Upscale
 from gallery.errors import ModelLoadError, SettingError
-from gallery.modelinfo import hub_reachable
+from gallery.families import AUTO_TEXT2IMAGE
+from gallery.modelinfo import AUTO_PIPELINE, hub_reachable
 from gallery.settings import quoted
 
 
@@ -348,7 +349,7 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
             f"render.model '{source}' is a {cls_name}, an upscaler, not a text-to-image pipeline; "
             f"choose a text-to-image model, and use this one as upscale: {{upscaler: {upscaler}}}"
         )
-    if picture.pipeline in COMBINED:  # the decoder alone makes pictures from a prior's image embeddings
+    if picture.pipeline in AUTO_TEXT2IMAGE:  # the decoder alone makes pictures from a prior's image embeddings
         raise SettingError(
             f"{picture.pipeline} is the decoder of a two-stage model: it makes pictures from a prior's image "
             "embeddings, not from a prompt",
@@ -356,7 +357,8 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
             picture=picture,
             hint="set pipeline: auto to load it with its prior (diffusers' AutoPipelineForText2Image)",
         )
-    if picture.pipeline == AUTO_PIPELINE or (own in COMBINED and picture.pipeline in ("auto", COMBINED[own])):
+    decoder = own in AUTO_TEXT2IMAGE  # Kandinsky's: it renders with the prior its model card names
+    if picture.pipeline == AUTO_PIPELINE or (decoder and picture.pipeline in ("auto", AUTO_TEXT2IMAGE[own])):
         return _load_through_auto(picture, config, local_only, torch_dtype, diffusers)
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
@@ -463,20 +465,12 @@ def _need(module: str, picture: Picture, install: str) -> None:
         ) from None
 
 
-# Decoder-only pipelines (model_index.json) -> the text-to-image pipeline diffusers makes of them: the
-# decoder with the prior that its model card (README.md front matter, `prior: [hub id]`) names. The hub
-# stores Kandinsky 2.x so: kandinsky-community/kandinsky-2-2-decoder + kandinsky-community/kandinsky-2-2-prior.
-COMBINED = {
-    "KandinskyPipeline": "KandinskyCombinedPipeline",
-    "KandinskyV22Pipeline": "KandinskyV22CombinedPipeline",
-}
 # The priors that published decoders' model cards name: the offline message names both to download
 # when not even the decoder is cached (its card, once cached, is read instead).
 KNOWN_PRIORS = {
     "kandinsky-community/kandinsky-2-2-decoder": "kandinsky-community/kandinsky-2-2-prior",
     "kandinsky-community/kandinsky-2-1": "kandinsky-community/kandinsky-2-1-prior",
 }
-AUTO_PIPELINE = "AutoPipelineForText2Image"
 
 
 def _load_through_auto(picture: Picture, index: dict, local_only: bool, torch_dtype, diffusers):
@@ -489,7 +483,7 @@ def _load_through_auto(picture: Picture, index: dict, local_only: bool, torch_dt
     with warnings.catch_warnings():  # its module imports every pipeline; one calls torch.jit.script, deprecated
         warnings.simplefilter("ignore", FutureWarning)
         auto = diffusers.AutoPipelineForText2Image
-    combined = COMBINED.get(index.get("_class_name", ""))
+    combined = AUTO_TEXT2IMAGE.get(index.get("_class_name", ""))
     if combined is None:
         return auto.from_pretrained(source, revision=picture.revision, **kwargs)
     prior = _connected_prior(picture, local_only)

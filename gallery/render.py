@@ -164,7 +164,7 @@ class Renderer:
         call = dict(kwargs)
         if "negative_prompt" in call:
             call["negative_prompt"] = [call["negative_prompt"]] * len(chunk)
-            if type(pipe).__name__ in loading.COMBINED.values():
+            if type(pipe).__name__ in families.AUTO_TEXT2IMAGE.values():
                 generators = _prior_generators(generators)
         with torch.inference_mode():
             out = pipe(prompt=[job.prompt for job in chunk], generator=generators, **call)

@@ -185,3 +185,15 @@ def test_a_local_decoder_is_keyed_with_the_prior_its_card_names(tmp_path):
     local = identity()
     (prior / "model_index.json").write_text('{"changed": 1}', encoding="utf-8")
     assert identity() != local and identity().startswith(plain + " prior:sha256:")
+
+
+def test_the_negative_prompt_counts_where_either_stage_guides():
+    from gallery.families import ModelFacts, effect
+
+    facts = ModelFacts("KandinskyV22CombinedPipeline")
+    # the prior turns it into the decoder's negative image embedding: the decoder's CFG uses it ...
+    assert effect(facts, 4.0, "blurry", {"prior_guidance_scale": 1}).negative
+    # ... and the prior's CFG (diffusers' default 4) has it as its other half
+    assert effect(facts, 1.0, "blurry", {}).negative
+    assert not effect(facts, 1.0, "blurry", {"prior_guidance_scale": 1}).negative
+    assert not effect(facts, 4.0, "", {}).negative
