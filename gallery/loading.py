@@ -359,7 +359,7 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
         )
     decoder = own in AUTO_TEXT2IMAGE  # Kandinsky's: it renders with the prior its model card names
     if picture.pipeline == AUTO_PIPELINE or (decoder and picture.pipeline in ("auto", AUTO_TEXT2IMAGE[own])):
-        return _load_through_auto(picture, config, local_only, torch_dtype, diffusers)
+        return _load_through_auto(picture, config, local_only, torch_dtype, diffusers, target)
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise ModelLoadError(
@@ -473,9 +473,18 @@ KNOWN_PRIORS = {
 }
 
 
-def _load_through_auto(picture: Picture, index: dict, local_only: bool, torch_dtype, diffusers):
+def _load_through_auto(picture: Picture, index: dict, local_only: bool, torch_dtype, diffusers, target: Target):
     """diffusers' AutoPipelineForText2Image: the text-to-image pipeline of the model's family; for a
     decoder-only model (Kandinsky), the combined pipeline of the decoder and the prior its model card names."""
+    combined = AUTO_TEXT2IMAGE.get(index.get("_class_name", ""))
+    if combined and picture.quantize != "none":  # diffusers would hand the decoder's parts' config to the prior
+        raise SettingError(
+            f"quantize: {picture.quantize} is not supported for a decoder that renders with a prior "
+            f"({combined}): the two are loaded as separate pipelines",
+            setting="quantize",
+            picture=picture,
+            hint="set quantize: none; cpu_offload: model keeps only the part that runs on the GPU",
+        )
     kwargs: dict[str, Any] = {"torch_dtype": torch_dtype, "local_files_only": local_only}
     if "safety_checker" in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
@@ -483,9 +492,13 @@ def _load_through_auto(picture: Picture, index: dict, local_only: bool, torch_dt
     with warnings.catch_warnings():  # its module imports every pipeline; one calls torch.jit.script, deprecated
         warnings.simplefilter("ignore", FutureWarning)
         auto = diffusers.AutoPipelineForText2Image
-    combined = AUTO_TEXT2IMAGE.get(index.get("_class_name", ""))
     if combined is None:
-        return auto.from_pretrained(source, revision=picture.revision, **kwargs)
+        quantization = _quantization(picture, index, target, torch_dtype, diffusers)
+        if quantization is not None:
+            kwargs.update(quantization_config=quantization)
+        pipe = auto.from_pretrained(source, revision=picture.revision, **kwargs)
+        pipe._gallery_quantized = quantized_parts(index) if quantization is not None else {}
+        return pipe
     prior = _connected_prior(picture, local_only)
     if prior and not local_only and not _is_path(prior) and not hub_reachable():
         kwargs["local_files_only"] = True  # a local decoder's prior, found in the hub cache

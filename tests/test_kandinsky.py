@@ -144,6 +144,11 @@ def test_the_decoder_alone_is_refused_at_its_line(tmp_path, kandinsky, capsys):
         "prompts.yaml:11: render.pipeline" in err and "KandinskyV22Pipeline is the decoder of a two-stage model" in err
     )
     assert "set pipeline: auto" in err
+    # quantized, the prior would be handed the decoder's quantization: refused, not ignored
+    prompts = project(tmp_path, kandinsky["local"], "quantize: int8")
+    assert main(["build", "-c", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert "prompts.yaml:11: render.quantize" in err and "not supported for a decoder" in err, err
 
 
 def test_the_scheduler_chosen_is_the_one_the_decoder_runs(kandinsky):
