@@ -525,12 +525,17 @@ def _connected_prior(picture: Picture, local_only: bool) -> str | None:
         if not isinstance(card, str):
             if not local_only:
                 return None  # diffusers fetches the card and the prior it names
-            card = None
+            raise ModelLoadError(
+                f"model '{model}' is a decoder whose model card (README.md, which names its prior) is not in "
+                f"the local Hugging Face cache and the hub cannot be reached: `hf download {model} README.md` "
+                "on a machine that has it, and copy the cache (HF_HOME)"
+            )
     priors = getattr(ModelCard.load(card).data, "prior", None) if card else None
     if not isinstance(priors, list) or not priors or not isinstance(priors[0], str):
         where = f"{model}/README.md" if picture.is_local else f"the README.md of '{model}'"
         raise ModelLoadError(
-            f"{where} does not name the prior this decoder needs: its front matter must hold "
+            f"{where} {'does not name' if card else 'is missing: a model card names'} the prior this decoder "
+            "needs; its front matter must hold "
             f"`prior: [{KNOWN_PRIORS.get(model, 'kandinsky-community/kandinsky-2-2-prior')}]`, as the hub's "
             "kandinsky-community/kandinsky-2-2-decoder does"
         )

@@ -149,6 +149,12 @@ def test_the_decoder_alone_is_refused_at_its_line(tmp_path, kandinsky, capsys):
     assert main(["build", "-c", str(prompts)]) == 2
     err = capsys.readouterr().err
     assert "prompts.yaml:11: render.quantize" in err and "not supported for a decoder" in err, err
+    # a decoder folder without its model card: which prior is unknown
+    bare = shutil.copytree(kandinsky["local"], tmp_path / "bare", ignore=shutil.ignore_patterns("README.md"))
+    assert main(["build", "-c", str(project(tmp_path / "bare-project", bare))]) == 1
+    err = capsys.readouterr().err
+    assert "README.md is missing: a model card names the prior this decoder needs" in err, err
+    assert f"prior: [{PRIOR}]" in err
 
 
 def test_the_scheduler_chosen_is_the_one_the_decoder_runs(kandinsky):
