@@ -29,7 +29,8 @@ class Family:
     # "embedded" (an input to the denoiser where it has one, else ignored: Flux, QwenImage, LCM).
     guidance: str
     # When the negative prompt changes the computation: "with_cfg" (where CFG runs), "true_cfg"
-    # (where the call's true_cfg_scale > 1), "prior_cfg" (Kandinsky: where the prior's guidance > 1),
+    # (where the call's true_cfg_scale > 1), "prior_cfg" (Kandinsky: where the prior's guidance > 1, or
+    # the decoder's CFG runs: the prior turns the negative prompt into the decoder's negative image embedding),
     # "none" (the pipeline has no negative prompt).
     negative: str
     switch: str = ""  # the call argument that "true_cfg" / "prior_cfg" read
@@ -121,7 +122,7 @@ def effect(facts: ModelFacts | None, guidance: float, negative_prompt: str, call
     elif family.negative in ("true_cfg", "prior_cfg"):
         switch = call.get(family.switch, family.switch_default)
         on = isinstance(switch, (int, float)) and not isinstance(switch, bool) and switch > 1
-        negative = bool(negative_prompt) and on
+        negative = bool(negative_prompt) and (on or (family.negative == "prior_cfg" and cfg is not None))
         if family.negative == "true_cfg" and negative:
             cfg = float(switch)  # true CFG: the pipeline's own scale, with the negative prompt as its other half
     return Effect(True, cfg, distilled, negative, used, not ignores_guidance)
@@ -137,6 +138,11 @@ def why_no_negative(pipeline: str, effect: Effect) -> str:
             "its guidance is an input to a guidance-distilled model, not classifier-free guidance"
             if effect.distilled is not None
             else "classifier-free guidance runs only where guidance is above 1"
+        )
+    if family.negative == "prior_cfg":
+        return (
+            f"{pipeline} uses it only where guidance or call: {{{family.switch}: ...}} is above 1 "
+            f"(default {family.switch_default:g})"
         )
     return (
         f"{pipeline} uses it only where call: {{{family.switch}: ...}} is above 1 (default {family.switch_default:g})"

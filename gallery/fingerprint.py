@@ -22,9 +22,29 @@ def model_identities(models: set[tuple[str, str | None]], memo: Memo) -> dict[tu
     for model, revision in sorted(models, key=str):
         if model.startswith("/"):
             identities[(model, revision)] = "sha256:" + local_fingerprint(Path(model), memo)
+            prior = connected_prior(Path(model))
+            if prior:  # a decoder renders with the prior its card names: part of the model (model cards are not hashed)
+                identities[(model, revision)] += " prior:" + (
+                    "sha256:" + local_fingerprint(Path(prior), memo) if prior.startswith("/") else f"hub:{prior}@main"
+                )
         else:
             identities[(model, revision)] = f"hub:{model}@{revision or 'main'}"
     return identities
+
+
+def connected_prior(folder: Path) -> str | None:
+    """The prior a local decoder-only model's card names (README.md front matter `prior: [id]`, as
+    kandinsky-community/kandinsky-2-2-decoder's has), which diffusers loads with it; else None."""
+    import yaml
+
+    card = folder / "README.md"
+    try:
+        text = card.read_text(encoding="utf-8", errors="replace") if card.is_file() else ""
+        front = yaml.safe_load(text[3:].split("\n---", 1)[0]) if text.startswith("---") else None
+    except (OSError, yaml.YAMLError):
+        return None
+    prior = front.get("prior") if isinstance(front, dict) else None
+    return prior[0] if isinstance(prior, list) and prior and isinstance(prior[0], str) else None
 
 
 def local_fingerprint(path: Path, memo: Memo) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 from gallery import schedulers
 from gallery.config import UPSCALERS, Picture, Runtime, Upscale
 from gallery.errors import ModelLoadError, SettingError
-from gallery.modelinfo import hub_reachable
+from gallery.families import AUTO_TEXT2IMAGE
+from gallery.modelinfo import AUTO_PIPELINE, hub_reachable
 from gallery.settings import quoted
 
 
@@ -340,7 +341,8 @@ def _model_index(model: Picture | Upscale, diffusers, setting: str) -> tuple[dic
 def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
     source = picture.model
     config, local_only = _model_index(picture, diffusers, "render.model")
-    cls_name = picture.pipeline if picture.pipeline != "auto" else config.get("_class_name", "DiffusionPipeline")
+    own = config.get("_class_name", "DiffusionPipeline")
+    cls_name = picture.pipeline if picture.pipeline not in ("auto", AUTO_PIPELINE) else own
     upscaler = next((name for name, u in UPSCALERS.items() if u.pipeline == cls_name), None)
     if upscaler:  # the SD x4 upscaler's call takes a prompt too, so the check after loading would pass it
         raise ModelLoadError(
@@ -352,6 +354,17 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
             f"render.model '{source}' is a {cls_name}: it turns a prompt into image embeddings for a decoder "
             "model, not into pictures; choose the decoder's model (its combined pipeline runs the prior too)"
         )
+    if picture.pipeline in AUTO_TEXT2IMAGE:  # the decoder alone makes pictures from a prior's image embeddings
+        raise SettingError(
+            f"{picture.pipeline} is the decoder of a two-stage model: it makes pictures from a prior's image "
+            "embeddings, not from a prompt",
+            setting="pipeline",
+            picture=picture,
+            hint="set pipeline: auto to load it with its prior (diffusers' AutoPipelineForText2Image)",
+        )
+    decoder = own in AUTO_TEXT2IMAGE  # Kandinsky's: it renders with the prior its model card names
+    if picture.pipeline == AUTO_PIPELINE or (decoder and picture.pipeline in ("auto", AUTO_TEXT2IMAGE[own])):
+        return _load_through_auto(picture, config, local_only, torch_dtype, diffusers, target)
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise ModelLoadError(
@@ -456,6 +469,90 @@ def _need(module: str, picture: Picture, install: str) -> None:
             picture=picture,
             hint=install,
         ) from None
+
+
+# The priors that published decoders' model cards name: the offline message names both to download
+# when not even the decoder is cached (its card, once cached, is read instead).
+KNOWN_PRIORS = {
+    "kandinsky-community/kandinsky-2-2-decoder": "kandinsky-community/kandinsky-2-2-prior",
+    "kandinsky-community/kandinsky-2-1": "kandinsky-community/kandinsky-2-1-prior",
+}
+
+
+def _load_through_auto(picture: Picture, index: dict, local_only: bool, torch_dtype, diffusers, target: Target):
+    """diffusers' AutoPipelineForText2Image: the text-to-image pipeline of the model's family; for a
+    decoder-only model (Kandinsky), the combined pipeline of the decoder and the prior its model card names."""
+    combined = AUTO_TEXT2IMAGE.get(index.get("_class_name", ""))
+    if combined and picture.quantize != "none":  # diffusers would hand the decoder's parts' config to the prior
+        raise SettingError(
+            f"quantize: {picture.quantize} is not supported for a decoder that renders with a prior "
+            f"({combined}): the two are loaded as separate pipelines",
+            setting="quantize",
+            picture=picture,
+            hint="set quantize: none; cpu_offload: model keeps only the part that runs on the GPU",
+        )
+    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype, "local_files_only": local_only}
+    if "safety_checker" in index:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    source = picture.model
+    with warnings.catch_warnings():  # its module imports every pipeline; one calls torch.jit.script, deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        auto = diffusers.AutoPipelineForText2Image
+    if combined is None:
+        quantization = _quantization(picture, index, target, torch_dtype, diffusers)
+        if quantization is not None:
+            kwargs.update(quantization_config=quantization)
+        pipe = auto.from_pretrained(source, revision=picture.revision, **kwargs)
+        pipe._gallery_quantized = quantized_parts(index) if quantization is not None else {}
+        return pipe
+    prior = _connected_prior(picture, local_only)
+    if prior and not local_only and not _is_path(prior) and not hub_reachable():
+        kwargs["local_files_only"] = True  # a local decoder's prior, found in the hub cache
+    if not picture.is_local:
+        # diffusers hands the decoder's revision (a commit of another repository) on to the prior:
+        # fetch the decoder (and, online, its prior) first, then load from the decoder's folder.
+        source = getattr(diffusers, combined).download(
+            source, revision=picture.revision, local_files_only=kwargs["local_files_only"]
+        )
+    return auto.from_pretrained(source, **kwargs)
+
+
+def _connected_prior(picture: Picture, local_only: bool) -> str | None:
+    """The prior a decoder's model card names (None: its card is still on the hub, which diffusers
+    reads); offline, checked to be in the hub cache, else one message naming what to download."""
+    from huggingface_hub import ModelCard, try_to_load_from_cache
+
+    model = _model_of(picture)
+    if picture.is_local:
+        card: Any = os.path.join(model, "README.md")
+        card = card if os.path.isfile(card) else None
+    else:
+        card = try_to_load_from_cache(model, "README.md", revision=picture.revision)
+        if not isinstance(card, str):
+            if not local_only:
+                return None  # diffusers fetches the card and the prior it names
+            raise ModelLoadError(
+                f"model '{model}' is a decoder whose model card (README.md, which names its prior) is not in "
+                f"the local Hugging Face cache and the hub cannot be reached: `hf download {model} README.md` "
+                "on a machine that has it, and copy the cache (HF_HOME)"
+            )
+    priors = getattr(ModelCard.load(card).data, "prior", None) if card else None
+    if not isinstance(priors, list) or not priors or not isinstance(priors[0], str):
+        where = f"{model}/README.md" if picture.is_local else f"the README.md of '{model}'"
+        raise ModelLoadError(
+            f"{where} {'does not name' if card else 'is missing: a model card names'} the prior this decoder "
+            "needs; its front matter must hold "
+            f"`prior: [{KNOWN_PRIORS.get(model, 'kandinsky-community/kandinsky-2-2-prior')}]`, as the hub's "
+            "kandinsky-community/kandinsky-2-2-decoder does"
+        )
+    prior = priors[0]
+    if not _is_path(prior) and not hub_reachable() and not _in_hub_cache(prior, None):
+        raise ModelLoadError(_offline_message(picture, prior=prior))
+    return prior
+
+
+def _is_path(model: str) -> bool:
+    return os.path.isabs(model) or os.path.isdir(model)
 
 
 # Inputs of pipelines that start from a picture (img2img, inpainting, ControlNet, depth2img ...):
@@ -774,7 +871,8 @@ def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, "model_index.json", revision=revision), str)
 
 
-def _offline_message(picture: Picture | Upscale, setting: str = "render.model") -> str:
+def _offline_message(picture: Picture | Upscale, setting: str = "render.model", prior: str | None = None) -> str:
+    """`prior`: the prior a decoder's model card names (else the one a published decoder's names)."""
     model = _model_of(picture)
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     if isinstance(picture, Upscale) and picture.kind.loader == "spandrel":
@@ -782,11 +880,25 @@ def _offline_message(picture: Picture | Upscale, setting: str = "render.model") 
     else:
         download = model
         local = "local diffusers folder" + (" or .safetensors file" if setting == "render.model" else "")
+    prior = prior or (KNOWN_PRIORS.get(model) if isinstance(picture, Picture) else None)
+    unreachable = "the hub cannot be reached" + (" (HF_HUB_OFFLINE=1)" if offline else "")
+    revision = f" (revision {picture.revision})" if picture.revision else ""
+    if prior:  # a decoder: say which of the two repositories are missing
+        have = {model: picture.is_local or _in_hub_cache(model, picture.revision), prior: _in_hub_cache(prior, None)}
+        missing = [m for m, cached in have.items() if not cached] or [model, prior]
+        return (
+            f"cannot load model '{model}'{revision}, a decoder that renders with the prior "
+            f"'{prior}' (named in its model card): "
+            + (f"'{missing[0]}' is not" if len(missing) == 1 else "neither is")
+            + f" in the local Hugging Face cache and {unreachable}. Run once with network access to "
+            "download "
+            + ("it" if len(missing) == 1 else "both")
+            + ", or "
+            + " and ".join(f"`hf download {m}`" for m in missing)
+            + f" on a machine that has {'it' if len(missing) == 1 else 'them'} and copy the cache (HF_HOME)."
+        )
     return (
-        f"cannot load model '{model}'"
-        + (f" (revision {picture.revision})" if picture.revision else "")
-        + ": it is not in the local Hugging Face cache and the hub cannot be reached"
-        + (" (HF_HUB_OFFLINE=1)" if offline else "")
+        f"cannot load model '{model}'{revision}: it is not in the local Hugging Face cache and {unreachable}"
         + f". Run once with network access to download it, or `hf download {download}` on a "
         f"machine that has it and copy the cache (HF_HOME), or set {setting} to a {local}."
     )
@@ -802,6 +914,7 @@ def set_scheduler(pipe, picture: Picture, diffusers) -> None:
     options = dict(choice.options + picture.scheduler_options)
     if choice.cls is None and not options:
         pipe.scheduler = own
+        _decoder_scheduler(pipe)
         return
     cls = getattr(diffusers, choice.cls, None) if choice.cls else type(own)
     if cls is None:
@@ -810,6 +923,14 @@ def set_scheduler(pipe, picture: Picture, diffusers) -> None:
     if given:
         _check_scheduler_options(cls, own.config, options, given, picture)
     pipe.scheduler = cls.from_config(own.config, **options)
+    _decoder_scheduler(pipe)
+
+
+def _decoder_scheduler(pipe) -> None:
+    """A combined pipeline (Kandinsky's) runs its decoder, which holds a scheduler of its own: the same one."""
+    decoder = getattr(pipe, "decoder_pipe", None)
+    if decoder is not None and hasattr(decoder, "scheduler"):
+        decoder.scheduler = pipe.scheduler
 
 
 def _check_scheduler_options(cls, config, options: dict, given: dict, picture: Picture) -> None:

@@ -164,6 +164,8 @@ class Renderer:
         call = dict(kwargs)
         if "negative_prompt" in call:
             call["negative_prompt"] = [call["negative_prompt"]] * len(chunk)
+            if type(pipe).__name__ in families.AUTO_TEXT2IMAGE.values():
+                generators = _prior_generators(generators)
         with torch.inference_mode():
             out = pipe(prompt=[job.prompt for job in chunk], generator=generators, **call)
         images = out.images if hasattr(out, "images") else out[0]
@@ -186,6 +188,17 @@ class Renderer:
         if message not in self._warned:
             self._warned.add(message)
             self.warn(f"warning: {message}")
+
+
+def _prior_generators(generators: list) -> list:
+    """Generators for a Kandinsky combined pipeline given negative prompts. Its prior denoises the
+    prompts and the negative prompts as one batch (rows 0..n-1, then n..2n-1: the negative rows make the
+    decoder's negative image embeddings) and draws every noise row i from generators[i]; the decoder
+    then draws its n rows from generators[:n]. Image i's generator, listed twice, feeds its prompt's row,
+    then its negative prompt's, then its decoder row, in the same order at any batch size: each image is
+    the same alone or in a batch (one generator per image, as for every pipeline, would fail: the prior
+    needs 2n)."""
+    return generators + generators
 
 
 def _ident(picture: Picture) -> tuple:

@@ -157,7 +157,7 @@ def families_table() -> str:
             "with_cfg": "where CFG runs",
             "none": "never (it has none; a warning says so)",
             "true_cfg": f"where `{family.switch}` > 1 (default {family.switch_default:g}); then `CFG scale` is that",
-            "prior_cfg": f"where the prior's `{family.switch}` > 1 (default {family.switch_default:g})",
+            "prior_cfg": f"where `guidance` or the prior's `{family.switch}` > 1 (default {family.switch_default:g})",
         }[family.negative]
         call = ", ".join(f"`{name}`" for name in family.call)
         rows.append(f"| {family.name} | `{cls}` | {guidance[family.guidance]} | {negative} | {call} |")

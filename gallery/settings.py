@@ -370,8 +370,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "pipeline",
         Special("`auto` or a class name", {"type": "string", "pattern": ecma(PIPELINE.pattern)}),
-        "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`). "
-        "`AutoPipelineForText2Image` lets diffusers choose the text-to-image class for the model.",
+        "the diffusers pipeline class; `auto` reads it from the model (`model_index.json`), and loads a "
+        "decoder-only model (Kandinsky 2.x) with the prior its model card names, as "
+        "`AutoPipelineForText2Image` (which may be named too) does",
         PICTURE,
         "auto",
     ),

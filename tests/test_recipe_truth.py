@@ -39,14 +39,22 @@ SD = ModelFacts("StableDiffusionPipeline")
         # QwenImage: true CFG at its default 4.0 once a negative prompt is given; guidance ignored
         (ModelFacts("QwenImagePipeline", False), 7.5, "blurry", {}, (4.0, None, True, False)),
         (ModelFacts("QwenImagePipeline", False), 7.5, "blurry", {"true_cfg_scale": 1.0}, (None, None, False, False)),
-        # Kandinsky: the negative prompt goes to the prior, whose own guidance decides
+        # Kandinsky: the prior guides with the negative prompt, and turns it into the decoder's negative
+        # image embedding: either stage's CFG makes it count
         (ModelFacts("KandinskyV22CombinedPipeline"), 4.0, "blurry", {}, (4.0, None, True, True)),
         (
             ModelFacts("KandinskyV22CombinedPipeline"),
             4.0,
             "blurry",
             {"prior_guidance_scale": 1},
-            (4.0, None, False, True),
+            (4.0, None, True, True),
+        ),
+        (
+            ModelFacts("KandinskyV22CombinedPipeline"),
+            1.0,
+            "blurry",
+            {"prior_guidance_scale": 1},
+            (None, None, False, False),
         ),
         # unknown: everything is kept
         (None, 1.0, "blurry", {}, (1.0, None, True, True)),

@@ -331,3 +331,144 @@ def build_tiny_esrgan(path: Path, scale: int = 2, seed: int = 0) -> Path:
     else:
         torch.save({"params_ema": state}, path)
     return path
+
+
+KANDINSKY_DECODER_CARD = """---
+license: apache-2.0
+prior:
+- {prior}
+tags:
+- text-to-image
+- kandinsky
+inference: false
+---
+
+# Kandinsky 2.2 (tiny random weights)
+"""
+
+
+def build_tiny_kandinsky22(prior_dir: Path, decoder_dir: Path, prior_id: str, seed: int = 0) -> tuple[Path, Path]:
+    """Kandinsky 2.2 as the hub stores it, at toy size: a prior (KandinskyV22PriorPipeline: CLIP text
+    and image encoders, a PriorTransformer) and a decoder (KandinskyV22Pipeline: an image-conditioned
+    UNet and a MoVQ), two folders; the decoder's model card names `prior_id`, as the hub's
+    kandinsky-community/kandinsky-2-2-decoder names kandinsky-community/kandinsky-2-2-prior.
+    Configs after diffusers' tests (tests/pipelines/kandinsky2_2), schedulers as the hub's."""
+    import torch
+    from diffusers import (
+        DDPMScheduler,
+        KandinskyV22Pipeline,
+        KandinskyV22PriorPipeline,
+        PriorTransformer,
+        UnCLIPScheduler,
+        UNet2DConditionModel,
+        VQModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    width = 32  # the CLIP embedding: the prior's output, the decoder's condition
+    torch.manual_seed(seed)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=width, num_layers=1)
+    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))  # zeros would make every embedding 0
+    text_encoder = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=width,
+            projection_dim=width,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    image_encoder = CLIPVisionModelWithProjection(  # only its output for a black image is used (get_zero_embed)
+        CLIPVisionConfig(
+            hidden_size=width,
+            projection_dim=width,
+            image_size=32,
+            patch_size=16,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=1,
+        )
+    )
+    KandinskyV22PriorPipeline(
+        prior=prior,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(prior_dir.parent),
+        scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log",
+            prediction_type="sample",
+            num_train_timesteps=1000,
+            clip_sample=True,
+            clip_sample_range=10.0,
+        ),
+        image_processor=CLIPImageProcessor(crop_size=32, size=32),
+    ).save_pretrained(prior_dir, safe_serialization=True)
+
+    unet = UNet2DConditionModel(
+        in_channels=4,
+        out_channels=8,  # mean and variance, as the real one
+        addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        encoder_hid_dim=width,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+    )
+    # Four levels make the MoVQ scale 8, as the real one's, so width/height mean the same; its spatial
+    # norms take 32 groups.
+    movq = VQModel(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
+        up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        vq_embed_dim=4,
+    )
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        prediction_type="epsilon",
+    )
+    KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq).save_pretrained(
+        decoder_dir, safe_serialization=True
+    )
+    (decoder_dir / "README.md").write_text(KANDINSKY_DECODER_CARD.format(prior=prior_id), encoding="utf-8")
+    return prior_dir, decoder_dir
+
+
+def into_hub_cache(folder: Path, hub_cache: Path, repo_id: str, commit: str) -> Path:
+    """Copy a saved pipeline into a Hugging Face hub cache (HF_HUB_CACHE) as the hub client leaves a
+    download: models--owner--name/snapshots/<commit>/..., refs/main naming the commit."""
+    import shutil
+
+    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    return repo / "snapshots" / commit
