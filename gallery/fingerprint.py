@@ -27,6 +27,17 @@ def model_identities(models: set[tuple[str, str | None]], memo: Memo) -> dict[tu
     return identities
 
 
+def lora_identities(loras: set[tuple[str, str | None]], memo: Memo) -> dict[tuple[str, str | None], str]:
+    """Identity of each LoRA file (path or owner/repo/file, revision): a local file by its content
+    alone (renaming it re-renders nothing), a hub file by its path and revision."""
+    return {
+        (model, revision): f"sha256:{memo.digest(Path(model))}"
+        if model.startswith("/")
+        else f"hub:{model}@{revision or 'main'}"
+        for model, revision in loras
+    }
+
+
 def local_fingerprint(path: Path, memo: Memo) -> str:
     files = (
         [path]

@@ -27,10 +27,11 @@ class Job:
     model_id: str  # the model's identity in the key (hub id@revision, or a content fingerprint)
     key: str
     effect: Effect  # what the picture's settings do on its model: what the recipe records
+    lora_ids: tuple[str, ...] = ()  # the identity of each of picture.loras, in order
 
     @property
     def recipe(self) -> dict:
-        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.effect)
+        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.effect, self.lora_ids)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,11 @@ def models(config: Config) -> set[tuple[str, str | None]]:
     return used
 
 
+def lora_files(config: Config) -> set[tuple[str, str | None]]:
+    """Every LoRA file (model, revision) the plan will use."""
+    return {(lora.model, lora.revision) for _, p in combinations(config) for lora in p.loras}
+
+
 def pipelines(config: Config) -> set[tuple[str, str | None, str]]:
     """Every (model, revision, pipeline setting) a picture uses: what decides its family's facts."""
     return {(p.model, p.revision, p.pipeline) for _, p in combinations(config)}
@@ -113,7 +119,7 @@ def expand(
     model_ids: Mapping[tuple[str, str | None], str],
     facts: Mapping[tuple[str, str | None, str], ModelFacts | None] | None = None,
 ) -> Plan:
-    """Every combination of options; `model_ids` maps each model to its identity (see fingerprint),
+    """Every combination of options; `model_ids` maps each model and LoRA file to its identity (see fingerprint),
     `facts` each model and pipeline setting to what its files say (see modelinfo; absent: unknown,
     and every setting is recorded)."""
     cells = []
@@ -122,6 +128,7 @@ def expand(
         prompt = build_prompt(config, config.axes, options)
         model_id = model_ids[(picture.model, picture.revision)]
         effect = effect_of(picture, (facts or {}).get((picture.model, picture.revision, picture.pipeline)))
+        lora_ids = tuple(model_ids[(lora.model, lora.revision)] for lora in picture.loras)
         jobs = tuple(
             Job(
                 keys,
@@ -130,8 +137,9 @@ def expand(
                 prompt,
                 picture,
                 model_id,
-                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect),
+                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect, lora_ids),
                 effect,
+                lora_ids,
             )
             for i in range(config.runtime.samples)
         )
@@ -198,10 +206,18 @@ def effect_of(picture: Picture, facts: ModelFacts | None) -> Effect:
     return families.effect(facts, picture.guidance, picture.negative_prompt, dict(getattr(picture, "call", ())))
 
 
-def recipe(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effect | None = None) -> dict:
+def recipe(
+    picture: Picture,
+    model_id: str,
+    prompt: str,
+    seed: int,
+    effect: Effect | None = None,
+    lora_ids: tuple[str, ...] = (),
+) -> dict:
     """The canonical form of everything that decides the picture (and nothing else): a negative
     prompt or a guidance that took no effect (`effect`; None: unknown, kept) is left out, so
-    changing it re-renders nothing."""
+    changing it re-renders nothing. The pipeline's own call arguments and the LoRAs (with
+    `lora_ids`, each one's identity) appear only where set, so the keys of a file without them stay."""
     effect = effect or effect_of(picture, None)
     recipe_ = {
         "format": KEY_FORMAT,
@@ -219,11 +235,26 @@ def recipe(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effe
     }
     if picture.quantize != "none":  # smaller weights change the pixels a little; absent, so other keys stay
         recipe_["quantize"] = picture.quantize
+    if picture.call:
+        recipe_["call"] = {name: list(v) if isinstance(v, tuple) else v for name, v in sorted(picture.call)}
+    if picture.loras:
+        assert len(lora_ids) == len(picture.loras), "each LoRA needs its identity"
+        recipe_["loras"] = [
+            {"model": lora_id, "scale": float(lora.scale)}
+            for lora, lora_id in zip(picture.loras, lora_ids, strict=True)
+        ]
     return recipe_
 
 
-def cache_key(picture: Picture, model_id: str, prompt: str, seed: int, effect: Effect | None = None) -> str:
-    return recipe_key(recipe(picture, model_id, prompt, seed, effect))
+def cache_key(
+    picture: Picture,
+    model_id: str,
+    prompt: str,
+    seed: int,
+    effect: Effect | None = None,
+    lora_ids: tuple[str, ...] = (),
+) -> str:
+    return recipe_key(recipe(picture, model_id, prompt, seed, effect, lora_ids))
 
 
 def recipe_key(recipe_: dict) -> str:

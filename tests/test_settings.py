@@ -65,6 +65,7 @@ BEYOND_SHAPE = {
     "119-pipeline-does-not-fit-the-model",
     "120-pipeline-image-to-image",  # what the model's scheduler and pipeline classes take
     "132-option-quantize-nf4-on-cpu",  # what the machine runs
+    "143-lora-missing-file",  # what a path points at
     "95-recursive-merge",
     "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
     "31-date-that-is-not-a-date",  # a broken date to YAML 1.1 (the gallery's reader), text to YAML 1.2 (editors)
