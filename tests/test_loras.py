@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import cell_of, files_under, write_prompts
+from conftest import cell_of, files_under, read_back, write_prompts
 from gallery import loading
 from gallery.cache import Cache
 from gallery.cli import main
@@ -188,14 +188,11 @@ def test_build_records_loras_and_call_as_automatic1111_does(tmp_path, tiny_sd, s
     upscaled = read_parameters(cache.png_path(plan.upscales[ink.key].key).read_bytes())
     assert upscaled.startswith(text + ", Hires upscale: 2")  # the upscale stage says it the same way
 
-    from sd_parsers import ParserManager
-
-    parsed = ParserManager().parse(cache.png_path(ink.key))
-    assert parsed is not None and parsed.generator.name == "AUTOMATIC1111"
-    assert [p.value for p in parsed.prompts] == ["a cat ink <lora:ink:0.8>"]
+    parsed = read_back(cache.png_path(ink.key))  # as other tools read it (sd-parsers)
+    assert parsed["generator"] == "AUTOMATIC1111" and parsed["prompt"] == "a cat ink <lora:ink:0.8>"
     eta = plan.cell(("cat", "eta")).jobs[0]
-    parsed = ParserManager().parse(cache.png_path(eta.key))
-    assert parsed.metadata["eta"] == "1" and parsed.metadata["guidance_rescale"] == "0"
+    parsed = read_back(cache.png_path(eta.key))
+    assert parsed["eta"] == "1" and parsed["guidance_rescale"] == "0" and parsed["seed"] == "5"
 
     plain = plan.cell(("cat", "plain")).jobs[0]
     assert "loras" not in plain.recipe and plain.recipe["call"] == {"guidance_rescale": 0.0}
