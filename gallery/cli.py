@@ -138,7 +138,11 @@ def run_plan(args) -> int:
     print(f"{config.source}: {axes} = {len(plan.cells)} cells x {config.runtime.samples} samples = {len(jobs)} images")
     pictures = {(c.picture, c.effect) for c in plan.cells}
     for p, effect in sorted(pictures, key=repr):
-        print(f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, {_guidance(p, effect)}, {p.width}x{p.height}")
+        print(
+            f"  model {p.model_name}, {p.scheduler}, {p.steps} steps, {_guidance(p, effect)}, {p.width}x{p.height}"
+            + (f", LoRAs {' + '.join(f'{lora.name} {lora.scale:g}' for lora in p.loras)}" if p.loras else "")
+            + (f", call {', '.join(f'{name}={value!r}' for name, value in p.call)}" if p.call else "")
+        )
     if any(not effect.known for _, effect in pictures):
         print(
             "  (a model's files could not be read here, so its recipes record every setting, "

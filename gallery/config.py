@@ -8,6 +8,7 @@ a template). Every mistake becomes one ConfigError naming the file, the line and
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import string
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from gallery import schedulers
 from gallery.errors import ConfigError
 from gallery.settings import (
     BY_NAME,
+    LORA_FILE,
+    LORA_SCALE,
     PIPELINE,
     RESERVED_NAMES,
     SAFE_KEY,
@@ -25,8 +28,10 @@ from gallery.settings import (
     TEXTLIKE,
     UPSCALERS,
     WEIGHTS_SUFFIXES,
+    Number,
     Text,
     Upscaler,
+    call_given,
     got,
     kind_of,
     names,
@@ -45,6 +50,25 @@ PICTURE_KEYS = names("option")  # what an option may change for its cells
 RUNTIME_KEYS = tuple(k for k in names("render") if k not in PICTURE_KEYS)
 UPSCALE_KEYS = names("upscale")
 TOP_KEYS = names("top") + SECTIONS
+LORA_SCALE_KIND = Number(-LORA_SCALE, LORA_SCALE)  # a LoRA's scale, read as settings read numbers
+
+
+@dataclass(frozen=True)
+class Lora:
+    """A LoRA applied to the model, at a scale."""
+
+    model: str  # an absolute path to a local .safetensors file, or a hub file 'owner/repo/path/file.safetensors'
+    revision: str | None = None
+    scale: float = 1.0
+
+    @property
+    def is_local(self) -> bool:
+        return self.model.startswith("/")
+
+    @property
+    def name(self) -> str:
+        """What AUTOMATIC1111 calls it (`<lora:name:scale>`): the file's name without its suffix."""
+        return Path(self.model).stem
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,8 @@ class Picture:
     height: int
     negative_prompt: str
     quantize: str = "none"  # "none", "int8" (torchao) or "nf4" (bitsandbytes): see settings.QUANTIZE
+    call: tuple[tuple[str, Any], ...] = ()  # the pipeline's own call arguments, sorted by name (lists as tuples)
+    loras: tuple[Lora, ...] = ()
 
     @property
     def is_local(self) -> bool:
@@ -201,12 +227,15 @@ class Config:
     def setting_key(self, picture: Picture, setting: str) -> str:
         """The dotted key that gives `picture` its `setting` (a Picture field, maybe with a sub-key:
         'scheduler_options.shift'): an option's render that sets this value, else render."""
-        name = setting.partition(".")[0]
+        name = re.split(r"[.\[]", setting, maxsplit=1)[0]
         for axis in self.axes:
             for option in axis.options:
                 if (name, getattr(picture, name)) in option.overrides:
                     for render in (f"axes.{axis.name}.{option.key}", f"axes.{axis.name}.options.{option.key}"):
-                        if f"{render}.render" in self.key_lines:
+                        # an option's call: may set other arguments than the one meant (it changes render's)
+                        if f"{render}.render" in self.key_lines and (
+                            setting == name or f"{render}.render.{setting}" in self.key_lines
+                        ):
                             return f"{render}.render.{setting}"
         return f"render.{setting}"
 
@@ -485,7 +514,107 @@ class _Reader:
             values["scheduler"] = self.scheduler(section, path)
         if section.get("scheduler_options") is not None:
             values["scheduler_options"] = self.scheduler_options(section, path)
+        if section.get("call") is not None:
+            values["call"] = self.call(section, path, dict(values["call"]))
+        if section.get("loras") is not None:
+            values["loras"] = self.loras(section, path)
         return Picture(**values)
+
+    def call(self, section: dict, path: tuple, base: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """The pipeline's own call arguments: `base` (render's, for an option) changed key by key;
+        null drops one. Names the gallery gives from other settings are refused here; the rest are
+        checked against the loaded pipeline (gallery.loading.check_call)."""
+        given = self.mapping(section["call"], path + ("call",), None, "call arguments")
+        merged = dict(base)
+        for name, value in given.items():
+            at = path + ("call", name)
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise self.fail(at, f"{quoted(name)} is not an argument name")
+            why = call_given(name)
+            if why:
+                raise self.fail(at, f"the gallery sets {name} itself", why)
+            if value is None:
+                merged.pop(name, None)
+                continue
+            if isinstance(value, list):
+                if not all(isinstance(v, (bool, int, float, str)) for v in value):
+                    raise self.fail(at, "a list here may hold only plain values (numbers, text, true/false)")
+                value = tuple(value)
+            elif not isinstance(value, (bool, int, float, str)):
+                raise self.fail(at, f"must be a plain value or a list of them, got {kind_of(value)}")
+            if isinstance(value, float) and value != value:
+                raise self.fail(at, "must be a number, not .nan")
+            merged[name] = value
+        return tuple(sorted(merged.items()))
+
+    def loras(self, section: dict, path: tuple) -> tuple[Lora, ...]:
+        value, lpath = section["loras"], path + ("loras",)
+        if isinstance(value, (str, dict)):
+            raise self.fail(
+                lpath,
+                f"must be a list of LoRAs, got {kind_of(value)}",
+                "write loras: [{model: ./styles/ink.safetensors, scale: 0.8}]",
+            )
+        if not isinstance(value, list):
+            raise self.fail(lpath, f"must be a list of LoRAs, got {got(value)}")
+        loras, seen = [], set()
+        for i, item in enumerate(value):
+            at = lpath + (i,)
+            entry = {"model": item} if isinstance(item, str) else item
+            entry = self.mapping(entry, at, ("model", "scale", "revision"), "LoRA settings (model, scale, revision)")
+            if entry.get("model") is None:
+                raise self.fail(at, "missing 'model'", "give the LoRA's .safetensors file: {model: ./ink.safetensors}")
+            model = self.lora_model(entry, at)
+            revision = self.text(entry, "revision", at, empty_ok=False)
+            if revision is not None and model.startswith("/"):
+                raise self.fail(at + ("revision",), "a local file has no revision", "leave revision: out")
+            scale = 1.0
+            if entry.get("scale") is not None:
+                scale = LORA_SCALE_KIND.read(entry["scale"], _At(self, at + ("scale",)))
+            if (model, revision) in seen:
+                raise self.fail(
+                    at + ("model",), "this LoRA is already in the list", "give each LoRA once, with one scale"
+                )
+            seen.add((model, revision))
+            loras.append(Lora(model, revision, scale))
+        return tuple(loras)
+
+    def lora_model(self, entry: dict, path: tuple) -> str:
+        """A LoRA's file: a local .safetensors file, or one on the hub (owner/repo/path/file.safetensors)."""
+        value = self.text(entry, "model", path, empty_ok=False)
+        assert value is not None
+        mpath = path + ("model",)
+        if value.lower().endswith(PICKLE_SUFFIXES):
+            raise self.fail(
+                mpath,
+                f"{quoted(value)} is a pickle, which can run code when loaded",
+                "convert the LoRA to .safetensors and point model: at that",
+            )
+        kinds = "a local .safetensors file or a hub file like 'owner/repo/lora.safetensors'"
+        if not LORA_FILE.fullmatch(value):
+            if value.lower().endswith(".safetensors"):  # a name that ends in a newline
+                raise self.fail(mpath, f"{quoted(value)} is not a file name", f"give {kinds}")
+            raise self.fail(mpath, f"{quoted(value)} is not a .safetensors file", f"give {kinds}")
+        candidate = self.local(value)
+        if value.startswith((".", "/", "~")) or _exists(candidate):
+            if candidate is None or not _exists(candidate):
+                raise self.fail(mpath, f"no such file: {quoted(candidate or value)}", f"give {kinds}")
+            if candidate.is_dir():
+                raise self.fail(
+                    mpath,
+                    f"{quoted(candidate)} is a folder; a LoRA is one .safetensors file",
+                    "point model: at the file (e.g. pytorch_lora_weights.safetensors) in it",
+                )
+            # absolute, but links left as written: the name is the LoRA's name in the PNG (a file in the
+            # hub cache links to a blob named by its hash)
+            return os.path.abspath(self.root / Path(value).expanduser())
+        if not HUB_FILE.fullmatch(value) or ".." in value:
+            raise self.fail(
+                mpath,
+                f"{quoted(value)} is neither an existing file nor a file on the hub",
+                f"give {kinds} (owner/repo, then the file's path in the repo)",
+            )
+        return value
 
     def overrides(self, axis: str, key: str, defaults: Picture) -> tuple[tuple[str, Any], ...]:
         raw, path = self.raw_overrides.get((axis, key), ({}, ()))

@@ -47,6 +47,17 @@ def connected_prior(folder: Path) -> str | None:
     return prior[0] if isinstance(prior, list) and prior and isinstance(prior[0], str) else None
 
 
+def lora_identities(loras: set[tuple[str, str | None]], memo: Memo) -> dict[tuple[str, str | None], str]:
+    """Identity of each LoRA file (path or owner/repo/file, revision): a local file by its content
+    alone (renaming it re-renders nothing), a hub file by its path and revision."""
+    return {
+        (model, revision): f"sha256:{memo.digest(Path(model))}"
+        if model.startswith("/")
+        else f"hub:{model}@{revision or 'main'}"
+        for model, revision in loras
+    }
+
+
 def local_fingerprint(path: Path, memo: Memo) -> str:
     files = (
         [path]

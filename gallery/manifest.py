@@ -66,6 +66,10 @@ def settings_of(
         settings["distilled_cfg"] = cell.effect.distilled
     if p.quantize != "none":  # only where set, as in the recipe
         settings["quantize"] = p.quantize
+    if p.loras:  # as the PNG names them: the file's name without its suffix
+        settings["loras"] = [{"name": lora.name, "scale": lora.scale} for lora in p.loras]
+    if p.call:
+        settings["call"] = {name: list(v) if isinstance(v, tuple) else v for name, v in p.call}
     if upscale:
         settings["upscaler"] = upscale.label
     return settings

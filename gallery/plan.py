@@ -28,10 +28,11 @@ class Job:
     key: str
     effect: Effect  # what the picture's settings do on its model: what the recipe records
     config_id: str | None = None  # a single-file model's `config:` (its identity), where set
+    lora_ids: tuple[str, ...] = ()  # the identity of each of picture.loras, in order
 
     @property
     def recipe(self) -> dict:
-        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.effect, self.config_id)
+        return recipe(self.picture, self.model_id, self.prompt, self.seed, self.effect, self.config_id, self.lora_ids)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def models(config: Config) -> set[tuple[str, str | None]]:
     return used
 
 
+def lora_files(config: Config) -> set[tuple[str, str | None]]:
+    """Every LoRA file (model, revision) the plan will use."""
+    return {(lora.model, lora.revision) for _, p in combinations(config) for lora in p.loras}
+
+
 def pipelines(config: Config) -> set[tuple[str, str | None, str, str | None]]:
     """Every (model, revision, pipeline setting, config source) a picture uses: what decides its
     family's facts (see modelinfo)."""
@@ -117,7 +123,7 @@ def expand(
     model_ids: Mapping[tuple[str, str | None], str],
     facts: Mapping[tuple[str, str | None, str, str | None], ModelFacts | None] | None = None,
 ) -> Plan:
-    """Every combination of options; `model_ids` maps each model to its identity (see fingerprint),
+    """Every combination of options; `model_ids` maps each model and LoRA file to its identity (see fingerprint),
     `facts` each model and pipeline setting to what its files say (see modelinfo; absent: unknown,
     and every setting is recorded)."""
     cells = []
@@ -128,6 +134,7 @@ def expand(
         entry = (picture.model, picture.revision, picture.pipeline, picture.config_source)
         effect = effect_of(picture, (facts or {}).get(entry))
         config_id = model_ids[(picture.config_source, picture.revision)] if picture.config_source else None
+        lora_ids = tuple(model_ids[(lora.model, lora.revision)] for lora in picture.loras)
         jobs = tuple(
             Job(
                 keys,
@@ -136,9 +143,10 @@ def expand(
                 prompt,
                 picture,
                 model_id,
-                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect, config_id),
+                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect, config_id, lora_ids),
                 effect,
                 config_id,
+                lora_ids,
             )
             for i in range(config.runtime.samples)
         )
@@ -202,7 +210,7 @@ def build_prompt(config: Config, axes: tuple[Axis, ...], options) -> str:
 
 def effect_of(picture: Picture, facts: ModelFacts | None) -> Effect:
     """What `picture`'s guidance and negative prompt do on the model `facts` describe."""
-    return families.effect(facts, picture.guidance, picture.negative_prompt, dict(getattr(picture, "call", ())))
+    return families.effect(facts, picture.guidance, picture.negative_prompt, dict(picture.call))
 
 
 def recipe(
@@ -212,11 +220,13 @@ def recipe(
     seed: int,
     effect: Effect | None = None,
     config_id: str | None = None,
+    lora_ids: tuple[str, ...] = (),
 ) -> dict:
     """The canonical form of everything that decides the picture (and nothing else): a negative
     prompt or a guidance that took no effect (`effect`; None: unknown, kept) is left out, so
-    changing it re-renders nothing. `config_id`: the identity of a single-file model's `config:`,
-    only where it is set (other keys stay as they were)."""
+    changing it re-renders nothing. `config_id`: the identity of a single-file model's `config:`;
+    the pipeline's own call arguments and the LoRAs (with `lora_ids`, each one's identity): each
+    appears only where set, so the keys of a file without them stay as they were."""
     effect = effect or effect_of(picture, None)
     recipe_ = {
         "format": KEY_FORMAT,
@@ -236,6 +246,14 @@ def recipe(
         recipe_["quantize"] = picture.quantize
     if config_id:
         recipe_["config"] = config_id
+    if picture.call:
+        recipe_["call"] = {name: list(v) if isinstance(v, tuple) else v for name, v in sorted(picture.call)}
+    if picture.loras:
+        assert len(lora_ids) == len(picture.loras), "each LoRA needs its identity"
+        recipe_["loras"] = [
+            {"model": lora_id, "scale": float(lora.scale)}
+            for lora, lora_id in zip(picture.loras, lora_ids, strict=True)
+        ]
     return recipe_
 
 
@@ -246,8 +264,9 @@ def cache_key(
     seed: int,
     effect: Effect | None = None,
     config_id: str | None = None,
+    lora_ids: tuple[str, ...] = (),
 ) -> str:
-    return recipe_key(recipe(picture, model_id, prompt, seed, effect, config_id))
+    return recipe_key(recipe(picture, model_id, prompt, seed, effect, config_id, lora_ids))
 
 
 def recipe_key(recipe_: dict) -> str:

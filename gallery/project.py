@@ -11,17 +11,18 @@ from pathlib import Path
 from gallery.cache import Cache
 from gallery.config import Config, load_config
 from gallery.errors import ConfigError
-from gallery.fingerprint import Memo, model_identities
+from gallery.fingerprint import Memo, lora_identities, model_identities
 from gallery.modelinfo import model_facts
-from gallery.plan import Plan, expand, models, pipelines
+from gallery.plan import Plan, expand, lora_files, models, pipelines
 
 
 def plan_of(config: Config, memo: Memo | None = None) -> Plan:
-    """Every job of `config` with its cache key; local models are hashed (digests remembered in
-    `memo`, by default the one in config's cache folder; nothing is saved: see Memo.save), and
-    each model's config files read for what its settings do (gallery.modelinfo)."""
+    """Every job of `config` with its cache key; local models and LoRA files are hashed (digests
+    remembered in `memo`, by default the one in config's cache folder; nothing is saved: see
+    Memo.save), and each model's config files read for what its settings do (gallery.modelinfo)."""
     memo = memo if memo is not None else Memo(config.cache_dir)
-    return expand(config, model_identities(models(config), memo), model_facts(pipelines(config)))
+    ids = model_identities(models(config), memo) | lora_identities(lora_files(config), memo)
+    return expand(config, ids, model_facts(pipelines(config)))
 
 
 @dataclass(frozen=True)

@@ -58,25 +58,30 @@ class Renderer:
         self.warn = warn
         self.target = loading.choose_target(runtime, gpu_index=share.local_rank)
         self._pipes: dict[tuple, object] = {}
+        self._loras: dict[Picture, list[dict]] = {}  # what each picture's LoRAs were (name, scale, hash)
         self._warned: set[str] = set()
 
     def pipeline(self, picture: Picture):
-        """Load (once) the pipeline for `picture`'s model, with `picture`'s scheduler set."""
+        """Load (once) the pipeline for `picture`'s model, with `picture`'s scheduler and LoRAs set
+        (a LoRA file is loaded once per model; switching LoRAs or scales reloads nothing)."""
         ident = _ident(picture)
         if ident not in self._pipes:
             self._pipes.clear()  # one model in memory at a time
+            self._loras.clear()
             self._pipes[ident] = loading.load_pipeline(picture, self.target, self.runtime)
         pipe = self._pipes[ident]
         import diffusers
 
         loading.set_scheduler(pipe, picture, diffusers)
+        loading.check_call(pipe, picture)
+        self._loras[picture] = loading.set_loras(pipe, picture)
         return pipe
 
     def check_schedulers(self, pictures: Iterable[Picture]) -> None:
-        """Give the model in memory each of `pictures`' schedulers in turn (milliseconds: no weights
-        move), so that an option one refuses stops the build before any image; pictures of another
-        model are checked when that model loads. A render.quantize this machine cannot run (nf4 on a
-        CPU) stops it too, whatever the model."""
+        """Give the model in memory each of `pictures`' schedulers, call arguments and LoRAs in turn
+        (no weights move but a LoRA's, loaded once), so that an option the model refuses stops the
+        build before any image; pictures of another model are checked when that model loads. A
+        render.quantize this machine cannot run (nf4 on a CPU) stops it too, whatever the model."""
         for picture in pictures:
             loading.check_quantize(picture, self.target)
             if _ident(picture) in self._pipes:
@@ -109,11 +114,13 @@ class Renderer:
             def call(chunk, pipe=pipe, kwargs=kwargs):  # bound now: the loop moves on to the next group
                 return self._run(pipe, chunk, kwargs)
 
+            loras = {"loras": self._loras[picture]} if picture.loras else {}
             for chunk, images, seconds in in_batches(group, batch, call, self.warn, "batch size", at_one):
                 yield (
                     chunk,
                     images,
                     {
+                        **loras,
                         "device": self.target.device,
                         "dtype": self.target.dtype,
                         "batch_size": len(chunk),
@@ -155,6 +162,8 @@ class Renderer:
                 f"negative_prompt '{picture.negative_prompt}' has no effect on these images "
                 f"({families.why_no_negative(name, effect)}): it is not recorded, and changing it re-renders nothing"
             )
+        # the pipeline's own arguments (checked against its signature: loading.check_call) come last
+        kwargs.update((name, list(v) if isinstance(v, tuple) else v) for name, v in picture.call)
         return {k: v for k, v in kwargs.items() if k in accepted or k == "output_type"}
 
     def _run(self, pipe, chunk: Sequence[Job], kwargs: dict):
@@ -232,7 +241,12 @@ def _groups(jobs: Sequence[Job]) -> list[tuple[Picture, list[Job]]]:
 def _store(cache: Cache, job: Job, image, made: dict) -> None:
     recipe = job.recipe
     parameters = metadata.a1111_parameters(
-        recipe, job.picture.model_name, made.get("sampler"), size=(image.width, image.height), effect=job.effect
+        recipe,
+        job.picture.model_name,
+        made.get("sampler"),
+        size=(image.width, image.height),
+        effect=job.effect,
+        loras=made.get("loras", ()),
     )
     png = metadata.encode_png(image, parameters, recipe)
     sidecar = {

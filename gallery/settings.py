@@ -321,8 +321,46 @@ UPSCALERS = {
 MODEL_UPSCALERS = tuple(name for name, u in UPSCALERS.items() if u.loader != "pillow")
 WEIGHTS_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")  # esrgan; pickles are read weights-only
 MAX_NOISE_LEVEL = 350  # StableDiffusionUpscalePipeline's max_noise_level
+LORA_SCALE = 10.0  # a LoRA's scale: -10 to 10
 
 # -- the settings -----------------------------------------------------------------------------
+
+# Arguments of a pipeline's call that the gallery gives from other settings (or that take no plain
+# value): `call:` may not set them. Each with what to write instead.
+CALL_GIVEN = {
+    "prompt": "the prompt comes from the axes (and the top-level prompt: template)",
+    "negative_prompt": "use negative_prompt:",
+    "num_inference_steps": "use steps:",
+    "guidance_scale": "use guidance:",
+    "height": "use height:",
+    "width": "use width:",
+    "generator": "each image's noise comes from render.seed",
+    "latents": "each image's noise comes from render.seed",
+    "num_images_per_prompt": "use render.samples",
+    "output_type": "the gallery takes the pictures as arrays itself",
+    "return_dict": "the gallery reads the pipeline's output itself",
+    "cross_attention_kwargs": "for a LoRA's scale use loras: [{model: ..., scale: ...}]",
+    "joint_attention_kwargs": "for a LoRA's scale use loras: [{model: ..., scale: ...}]",
+    "attention_kwargs": "for a LoRA's scale use loras: [{model: ..., scale: ...}]",
+}
+
+
+# Whole families of them, by pattern (searched; the JSON Schema says the same)
+CALL_GIVEN_PATTERNS = (
+    (r"^prompt_[0-9]$", "the prompt comes from the axes, and the gallery gives it to every text encoder"),
+    (r"^callback", "a function, which prompts.yaml cannot give"),
+    (r"(_embeds(_[0-9])?|_mask)$|latents|image", "it takes tensors or pictures, which prompts.yaml cannot give"),
+)
+CALL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LORA_FILE = re.compile(r"^.*\.safetensors$", re.IGNORECASE)  # what a LoRA's model: must end with (any case)
+
+
+def call_given(name: str) -> str | None:
+    """Why `call:` may not set argument `name` (what to write instead), or None where it may."""
+    if name in CALL_GIVEN:
+        return CALL_GIVEN[name]
+    return next((why for pattern, why in CALL_GIVEN_PATTERNS if re.search(pattern, name)), None)
+
 
 PICTURE = ("render", "option")  # a picture setting: in render:, or changed by an option for its cells
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
@@ -331,6 +369,8 @@ BASEURL = re.compile(r"^(/.*[^/])?$")
 _SCHEDULER_NAMES = list(schedulers.KNOWN)
 # render.quantize: the backends diffusers quantizes a pipeline with as it loads (see gallery.loading)
 QUANTIZE = ("none", "int8", "nf4")
+
+_LORA_FILE_ECMA = r"^[\s\S]*\." + any_case("safetensors") + r"$(?![\s\S])"
 
 SETTINGS: tuple[Setting, ...] = (
     # top level
@@ -436,6 +476,64 @@ SETTINGS: tuple[Setting, ...] = (
         "a quarter). It changes the pixels a little, so it is in the key and the PNG (`Diffusion in Low Bits`); "
         "see [Big models on small GPUs](#big-models-on-small-gpus)",
         PICTURE,
+        "none",
+    ),
+    Setting(
+        "call",
+        Special(
+            "mapping of argument: value",
+            {
+                "type": "object",
+                "propertyNames": {
+                    "pattern": ecma(CALL_NAME.pattern),
+                    "not": {"anyOf": [{"enum": list(CALL_GIVEN)}, *({"pattern": p} for p, _ in CALL_GIVEN_PATTERNS)]},
+                },
+                "additionalProperties": {
+                    "anyOf": [
+                        {"type": ["boolean", "integer", "number", "string", "null"]},
+                        {"type": "array", "items": {"type": ["boolean", "integer", "number", "string"]}},
+                    ]
+                },
+            },
+        ),
+        "arguments of the pipeline's own call, e.g. `{true_cfg_scale: 4, max_sequence_length: 512}`: "
+        "names the loaded pipeline does not take are refused before anything renders. An option's `call` "
+        "changes render's key by key (`null` drops one). Not the ones the gallery sets from other settings "
+        "(prompt, steps, guidance, size, seed ...)",
+        PICTURE,
+        (),
+        "none",
+    ),
+    Setting(
+        "loras",
+        Special(
+            "list of `{model, scale}`",
+            {
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {"type": "string", "pattern": _LORA_FILE_ECMA},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "model": {"type": "string", "pattern": _LORA_FILE_ECMA},
+                                "scale": {"type": "number", "minimum": -LORA_SCALE, "maximum": LORA_SCALE},
+                                "revision": {"type": ["string", "number"], "minLength": 1},
+                            },
+                            "required": ["model"],
+                            "additionalProperties": False,
+                        },
+                    ]
+                },
+            },
+        ),
+        "LoRAs applied to the model, each `{model: ./styles/ink.safetensors, scale: 0.8}`: a local "
+        "`.safetensors` file (relative to `prompts.yaml`'s folder) or a file on the hub as "
+        "`owner/repo/path/file.safetensors` (with `revision:` if you pin one); `scale` from "
+        f"-{LORA_SCALE:g} to {LORA_SCALE:g}, 1 if left out. An option's `loras` replaces render's (`[]`: none), "
+        "so an axis can compare LoRAs and scales without reloading the model",
+        PICTURE,
+        (),
         "none",
     ),
     # ... and how to render it (none of it in the key)

@@ -67,6 +67,7 @@ BEYOND_SHAPE = {
     "121-pipeline-parts-of-another-kind",  # what the model's scheduler and pipeline classes take
     "122-config-beside-a-diffusers-model",  # config: needs the model to be a single file
     "132-option-quantize-nf4-on-cpu",  # what the machine runs
+    "143-lora-missing-file",  # what a path points at
     "95-recursive-merge",
     "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
     "31-date-that-is-not-a-date",  # a broken date to YAML 1.1 (the gallery's reader), text to YAML 1.2 (editors)

@@ -109,8 +109,13 @@ def open_rgb(path: Path) -> Image.Image:
 def _task(cache: Cache, u: UpscaleJob, entries: dict[str, dict]) -> dict:
     job = u.source
     recipe, source_recipe = u.recipe, job.recipe
+    source = entries[job.key]
     parameters = metadata.a1111_parameters(
-        source_recipe, job.picture.model_name, metadata.sampler_of(entries[job.key]), effect=job.effect
+        source_recipe,
+        job.picture.model_name,
+        metadata.sampler_of(source),
+        effect=job.effect,
+        loras=metadata.loras_of(source),
     )
     long_side = max(job.picture.width, job.picture.height)
     scale = u.upscale.factor or round((u.upscale.size or long_side) / long_side, 3)

@@ -202,6 +202,8 @@ const makeLightbox = (root, siteRoot) => {
     if (s.distilled_cfg !== undefined) rows.push(row("Distilled CFG scale", s.distilled_cfg));
     rows.push(row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
     if (s.quantize) rows.push(row("Quantized", s.quantize));
+    if (s.loras) rows.push(row("LoRAs", s.loras.map((l) => `${l.name} \u00d7${l.scale}`).join(", ")));
+    if (s.call) rows.push(row("Call", Object.entries(s.call).map(([k, v]) => `${k}: ${v}`).join(", ")));
     if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
     recipe.replaceChildren(...rows.flat());
   };
