@@ -379,12 +379,28 @@ def gemma_tokenizer(directory: Path):
 
 
 def qwen2_tokenizer(directory: Path):
-    """A Qwen2 byte-level BPE tokenizer (the 256 byte characters, no merges) with Qwen's chat tokens."""
+    """A Qwen2 byte-level BPE tokenizer with Qwen's chat tokens, its merges learnt here from
+    QwenImage's prompt template and a few words: each word of the template is one token, as in
+    Qwen's own vocabulary, so the template's system part is the 34 tokens QwenImagePipeline drops
+    and what the encoder returns is about the prompt, not leftovers of the template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    vocab = {c: i for i, c in enumerate(_bytes_to_unicode())}
-    tokenizer = Qwen2TokenizerFast(vocab=vocab, merges=[], additional_special_tokens=specials[1:])
+    template = (
+        "system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial "
+        "relationships of the objects and background:\nuser\nassistant\n"
+    )
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000, min_frequency=1, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    bpe.train_from_iterator([template] * 4 + [" ".join(_WORDS)] * 4, trainer)
+    learnt = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learnt["merges"]]
+    tokenizer = Qwen2TokenizerFast(
+        vocab=learnt["vocab"], merges=merges, additional_special_tokens=["<|im_start|>", "<|im_end|>"]
+    )
     tokenizer.save_pretrained(directory)
     return Qwen2TokenizerFast.from_pretrained(directory)
 
@@ -812,6 +828,9 @@ def build_tiny_qwenimage(directory: Path, seed: int = 0) -> Path:
         guidance_embeds=False,
         axes_dims_rope=(8, 4, 4),
     )
+    with torch.no_grad():  # at random weights the picture hardly depends on the prompt (2 levels of 255);
+        for block in transformer.transformer_blocks:  # louder text values make prompt and CFG show (~50)
+            block.attn.add_v_proj.weight.mul_(10)
     z_dim = 4
     vae = AutoencoderKLQwenImage(
         base_dim=8,
