@@ -10,6 +10,8 @@ xfail(strict=True), with the reason; strict, so each one fails loudly the day it
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 import time
@@ -111,15 +113,22 @@ def test_family_renders_verifies_caches_and_batches(family, tiny_family, tmp_pat
 # --- the size asked is the size rendered --------------------------------------------------------
 
 
-def direct(model: Path, prompt: str, seed: int, guidance: float | None, **call) -> np.ndarray:
-    """The picture the pipeline makes at 64x64, called as the gallery calls it, plus `call`."""
+@functools.cache
+def loaded(model: Path):
+    """The pipeline at `model`, loaded once per session for the tests that call it directly."""
     import diffusers
-    import torch
 
     pipe = diffusers.DiffusionPipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def direct(model: Path, prompt: str, seed: int, guidance: float | None, **call) -> np.ndarray:
+    """The picture the pipeline makes at 64x64, called as the gallery calls it, plus `call`."""
+    import torch
+
     with torch.inference_mode():
-        out = pipe(
+        out = loaded(model)(
             prompt=[prompt],
             generator=[torch.Generator("cpu").manual_seed(seed)],
             num_inference_steps=2,
@@ -130,6 +139,15 @@ def direct(model: Path, prompt: str, seed: int, guidance: float | None, **call) 
             **call,
         )
     return (np.clip(out.images[0], 0.0, 1.0) * 255).round().astype(int)  # as gallery.batching makes the PNG
+
+
+def unbinned(model: Path) -> dict:
+    """use_resolution_binning=False where the pipeline has it: these tests need no 1024px pictures."""
+    return {"use_resolution_binning": False} if "use_resolution_binning" in parameters_of(model) else {}
+
+
+def parameters_of(model: Path) -> set[str]:
+    return set(inspect.signature(type(loaded(model)).__call__).parameters)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +169,7 @@ def test_the_size_asked_is_the_size_rendered_or_refused(family, tiny_family, tmp
     naming the sizes the model supports)."""
     model = tiny_family(family)
     prompts = project(tmp_path, model, samples=1, two=False)
-    code = main(["build", "-c", str(prompts)])
+    code = main(["render", "-c", str(prompts)])
     if code == 2:  # refused: the message names sizes the model supports
         err = capsys.readouterr().err
         assert "64x64" in err and any(size in err for size in ("256x256", "512x512", "1024x1024")), err
@@ -181,6 +199,36 @@ NEGATIVE = [
 ]
 
 
+# family, and whether `guidance` changes its pictures (diffusers 0.42.1)
+GUIDANCE = [
+    ("flux-dev", True),  # the distilled guidance embedding
+    ("flux-schnell", False),  # guidance_embeds=False: guidance_scale is not read
+    ("qwenimage", False),  # not guidance-distilled: guidance_scale is ignored (a warning diffusers logs)
+    ("lcm", True),  # the guidance embedding (w_embedding), no CFG
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "guidance", "effect"), [pytest.param(*n, id=f"{n[0]}-guidance{n[1]:g}") for n in NEGATIVE]
+)
+def test_the_negative_prompt_table_is_what_the_pipelines_do(family, guidance, effect, tiny_family):
+    """The tables above, checked against the pipelines themselves (called directly, not through the
+    gallery), so they stay true when diffusers changes."""
+    model = tiny_family(family)
+    if "negative_prompt" not in parameters_of(model):
+        assert not effect
+        return
+    plain = direct(model, "a cat oil painting", 10, guidance, **unbinned(model))
+    negative = direct(model, "a cat oil painting", 10, guidance, negative_prompt=["blurry"], **unbinned(model))
+    assert (np.abs(plain - negative).max() > 1) == effect
+
+
+@pytest.mark.parametrize(("family", "effect"), GUIDANCE)
+def test_the_guidance_table_is_what_the_pipelines_do(family, effect, tiny_family):
+    model = tiny_family(family)
+    assert (np.abs(direct(model, "a cat", 10, 3.5) - direct(model, "a cat", 10, 5.0)).max() > 1) == effect
+
+
 def _negative_param(family: str, guidance: float, effect: bool):
     marks = []
     if not effect:
@@ -200,7 +248,7 @@ def test_negative_prompt_is_recorded_only_where_it_takes_effect(
     model = tiny_family(family)
     render = f", guidance: {guidance}, batch_size: 1"
     prompts = project(tmp_path / "blurry", model, render + ", negative_prompt: blurry", samples=1, two=False)
-    assert main(["build", "-c", str(prompts)]) == 0
+    assert main(["render", "-c", str(prompts)]) == 0
     (text,) = parameters(prompts)
     (side,) = sidecars(prompts).values()
     assert ("Negative prompt: blurry" in text) == effect, text
@@ -211,7 +259,7 @@ def test_negative_prompt_is_recorded_only_where_it_takes_effect(
         prompts.read_text(encoding="utf-8").replace("negative_prompt: blurry", "negative_prompt: ugly"),
         encoding="utf-8",
     )
-    assert main(["build", "-c", str(prompts)]) == 0
+    assert main(["render", "-c", str(prompts)]) == 0
     assert ("all 1 images are cached" in capsys.readouterr().out) != effect
 
 
@@ -221,7 +269,7 @@ def test_negative_prompt_is_recorded_only_where_it_takes_effect(
 @pytest.mark.xfail(strict=True, reason="recipe truth (lead): Flux dev's guidance embedding is written as 'CFG scale'")
 def test_flux_dev_guidance_is_written_as_distilled_cfg_scale(tiny_family, tmp_path):
     prompts = project(tmp_path, tiny_family("flux-dev"), ", guidance: 3.5", samples=1, two=False)
-    assert main(["build", "-c", str(prompts)]) == 0
+    assert main(["render", "-c", str(prompts)]) == 0
     (text,) = parameters(prompts)
     assert "Distilled CFG Scale: 3.5" in text and "CFG scale" not in text, text
 
@@ -243,12 +291,12 @@ def test_flux_dev_guidance_is_written_as_distilled_cfg_scale(tiny_family, tmp_pa
 )
 def test_guidance_that_has_no_effect_is_not_recorded_nor_keyed(family, tiny_family, tmp_path, capsys):
     prompts = project(tmp_path, tiny_family(family), ", guidance: 3.5", samples=1, two=False)
-    assert main(["build", "-c", str(prompts)]) == 0
+    assert main(["render", "-c", str(prompts)]) == 0
     (text,) = parameters(prompts)
     assert "CFG scale" not in text and "Distilled CFG Scale" not in text, text
     capsys.readouterr()
     prompts.write_text(prompts.read_text(encoding="utf-8").replace("guidance: 3.5", "guidance: 5"), encoding="utf-8")
-    assert main(["build", "-c", str(prompts)]) == 0
+    assert main(["render", "-c", str(prompts)]) == 0
     assert "all 1 images are cached" in capsys.readouterr().out
 
 
@@ -262,7 +310,7 @@ def test_qwenimage_cfg_scale_written_is_the_one_that_ran(tiny_family, tmp_path):
     picture comes out the same."""
     model = tiny_family("qwenimage")
     prompts = project(tmp_path, model, ", guidance: 2.5, negative_prompt: blurry", samples=1, two=False)
-    assert main(["build", "-c", str(prompts)]) == 0
+    assert main(["render", "-c", str(prompts)]) == 0
     (text,) = parameters(prompts)
     cfg = re.search(r"CFG scale: ([0-9.]+)", text)
     assert cfg, text
