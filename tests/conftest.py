@@ -45,6 +45,23 @@ def tiny_ldm(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory):
+    """`tiny_family(name)`: the folder of a tiny pipeline of family `name` (tiny_pipelines.FAMILIES),
+    built on first use and shared by the whole session."""
+    from tiny_pipelines import FAMILIES
+
+    root = tmp_path_factory.mktemp("families")
+    built: dict[str, Path] = {}
+
+    def build(name: str) -> Path:
+        if name not in built:
+            built[name] = FAMILIES[name](root / name / f"tiny-{name}")
+        return built[name]
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def tiny_ldsr(tmp_path_factory) -> Path:
     from tiny_pipelines import build_tiny_ldsr
 

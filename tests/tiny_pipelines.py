@@ -472,3 +472,563 @@ def into_hub_cache(folder: Path, hub_cache: Path, repo_id: str, commit: str) -> 
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(commit, encoding="utf-8")
     return repo / "snapshots" / commit
+
+
+# ---------------------------------------------------------------------------------------------
+# One tiny model per family people render with (issue 14). Component sizes follow diffusers' own
+# tests (tests/pipelines/<family>/test_*.py get_dummy_components), changed only where a 64x64
+# picture needs it: a VAE that scales by 8 (Sana's DC-AE by 32, as the real one), and the
+# transformer's sample_size of the real model where the pipeline bins sizes by it (PixArt, Sana).
+# The hub cannot be reached, so every tokenizer is built here: CLIP's is the real one (above); the
+# others (T5, BERT, Gemma, Qwen2) have a toy vocabulary of characters and a few words, saved in the
+# class the real model uses, and load back with from_pretrained like any other.
+# ---------------------------------------------------------------------------------------------
+
+_WORDS = ("a", "the", "of", "cat", "dog", "oil", "painting", "ink", "drawing", "photo", "red", "blue")
+_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,:;!?'-()"
+
+
+def t5_tokenizer(directory: Path):
+    """A T5 tokenizer (Unigram over characters and a few words) saved with its tokenizer.json."""
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [("\u2581" + w, -3.0) for w in _WORDS] + [(c, -5.0) for c in _CHARS]
+    tokenizer = T5TokenizerFast(vocab=pieces, extra_ids=0)
+    tokenizer.save_pretrained(directory)
+    return T5TokenizerFast.from_pretrained(directory)
+
+
+def bert_tokenizer(directory: Path):
+    """A BERT WordPiece tokenizer (characters and a few words)."""
+    from transformers import BertTokenizerFast
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_WORDS, *_CHARS, *("##" + c for c in _CHARS)]
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(dict.fromkeys(tokens))})
+    tokenizer.save_pretrained(directory)
+    return BertTokenizerFast.from_pretrained(directory)
+
+
+def gemma_tokenizer(directory: Path):
+    """A Gemma BPE tokenizer (characters, no merges)."""
+    from transformers import GemmaTokenizerFast
+
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "\u2581", *_CHARS, *_CHARS.upper()]
+    tokenizer = GemmaTokenizerFast(vocab={t: i for i, t in enumerate(dict.fromkeys(tokens))}, merges=[])
+    tokenizer.save_pretrained(directory)
+    return GemmaTokenizerFast.from_pretrained(directory)
+
+
+def qwen2_tokenizer(directory: Path):
+    """A Qwen2 byte-level BPE tokenizer with Qwen's chat tokens, its merges learnt here from
+    QwenImage's prompt template and a few words: each word of the template is one token, as in
+    Qwen's own vocabulary, so the template's system part is the 34 tokens QwenImagePipeline drops
+    and what the encoder returns is about the prompt, not leftovers of the template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast
+
+    template = (
+        "system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, spatial "
+        "relationships of the objects and background:\nuser\nassistant\n"
+    )
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000, min_frequency=1, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    bpe.train_from_iterator([template] * 4 + [" ".join(_WORDS)] * 4, trainer)
+    learnt = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learnt["merges"]]
+    tokenizer = Qwen2TokenizerFast(
+        vocab=learnt["vocab"], merges=merges, additional_special_tokens=["<|im_start|>", "<|im_end|>"]
+    )
+    tokenizer.save_pretrained(directory)
+    return Qwen2TokenizerFast.from_pretrained(directory)
+
+
+def _vae(latent_channels: int = 4, levels: int = 4, width: int = 8, **kwargs):
+    """An AutoencoderKL of `levels` levels (scale 2**(levels-1)) at toy width."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(width,) * levels,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        latent_channels=latent_channels,
+        norm_num_groups=width,
+        layers_per_block=1,
+        **kwargs,
+    )
+
+
+def _clip(projection: bool = False, hidden: int = 32):
+    """A CLIP text encoder for the real CLIP tokenizer; with a projection, as SDXL's and SD3's second one."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+        projection_dim=32,
+    )
+    return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+
+
+def _t5(tokenizer, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=d_model,
+            d_ff=37,
+            d_kv=8,
+            num_heads=4,
+            num_layers=2,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+
+
+def build_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
+    """StableDiffusionXLPipeline: two CLIP encoders (the second with a projection), a UNet with
+    SDXL's text_time conditioning, the Euler scheduler SDXL base ships with."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six size/crop numbers + the pooled text
+        cross_attention_dim=64,  # both encoders' hidden states side by side
+        norm_num_groups=8,
+    )
+    clip = clip_tokenizer(directory.parent)
+    pipe = StableDiffusionXLPipeline(
+        vae=_vae(),
+        text_encoder=_clip(),
+        text_encoder_2=_clip(projection=True),
+        tokenizer=clip,
+        tokenizer_2=clip,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            steps_offset=1,
+            timestep_spacing="leading",
+        ),
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_sd3(directory: Path, seed: int = 0) -> Path:
+    """StableDiffusion3Pipeline: two CLIP encoders with projections and a T5, an MMDiT, flow matching."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(seed)
+    t5_tok = t5_tokenizer(directory.parent / "t5-tokenizer")
+    transformer = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=64,  # the T5's width; the CLIPs' 32 + 32 are padded to it
+        pooled_projection_dim=64,  # both CLIPs' pooled outputs side by side
+        out_channels=4,
+    )
+    clip = clip_tokenizer(directory.parent)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        vae=_vae(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035),
+        text_encoder=_clip(projection=True),
+        text_encoder_2=_clip(projection=True),
+        text_encoder_3=_t5(t5_tok, d_model=64),
+        tokenizer=clip,
+        tokenizer_2=clip,
+        tokenizer_3=t5_tok,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_flux(directory: Path, seed: int = 0, guidance_embeds: bool = True) -> Path:
+    """FluxPipeline: CLIP + T5, a Flux transformer; guidance_embeds=True as FLUX.1-dev (the guidance
+    is an input of the model, guidance-distilled), False as FLUX.1-schnell (no guidance at all)."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    t5_tok = t5_tokenizer(directory.parent / "t5-tokenizer")
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels, packed 2x2
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+        guidance_embeds=guidance_embeds,
+    )
+    scheduler = (
+        FlowMatchEulerDiscreteScheduler(
+            shift=3.0,
+            use_dynamic_shifting=True,
+            base_shift=0.5,
+            max_shift=1.15,
+            base_image_seq_len=256,
+            max_image_seq_len=4096,
+        )
+        if guidance_embeds
+        else FlowMatchEulerDiscreteScheduler(shift=1.0)
+    )
+    pipe = FluxPipeline(
+        transformer=transformer,
+        vae=_vae(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035),
+        text_encoder=_clip(),
+        text_encoder_2=_t5(t5_tok, d_model=32),
+        tokenizer=clip_tokenizer(directory.parent),
+        tokenizer_2=t5_tok,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_flux_schnell(directory: Path, seed: int = 0) -> Path:
+    return build_tiny_flux(directory, seed, guidance_embeds=False)
+
+
+def build_tiny_pixart_sigma(directory: Path, seed: int = 0) -> Path:
+    """PixArtSigmaPipeline: a T5 and a PixArt transformer; sample_size 32 as PixArt-Sigma-XL-2-256,
+    so the pipeline bins sizes as that model does (to its 256px sizes, by default)."""
+    import torch
+    from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    t5_tok = t5_tokenizer(directory.parent / "t5-tokenizer")
+    transformer = PixArtTransformer2DModel(
+        sample_size=32,
+        num_layers=1,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=32,
+        in_channels=4,
+        cross_attention_dim=24,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    pipe = PixArtSigmaPipeline(
+        tokenizer=t5_tok,
+        text_encoder=_t5(t5_tok, d_model=32),
+        vae=_vae(),
+        transformer=transformer,
+        scheduler=DPMSolverMultistepScheduler(),
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_sana(directory: Path, seed: int = 0) -> Path:
+    """SanaPipeline: a Gemma2 encoder, a linear-attention transformer, a DC-AE that scales by 32;
+    sample_size 16 as Sana's 512px models, so the pipeline bins sizes to those (by default)."""
+    import torch
+    from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
+    from transformers import Gemma2Config, Gemma2Model
+
+    torch.manual_seed(seed)
+    tokenizer = gemma_tokenizer(directory.parent / "gemma-tokenizer")
+    transformer = SanaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=8,
+        sample_size=16,
+    )
+    levels = 6
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock",) * (levels - 1) + ("EfficientViTBlock",),
+        decoder_block_types=("ResBlock",) * (levels - 1) + ("EfficientViTBlock",),
+        encoder_block_out_channels=(8,) * levels,
+        decoder_block_out_channels=(8,) * levels,
+        encoder_qkv_multiscales=((),) * (levels - 1) + ((5,),),
+        decoder_qkv_multiscales=((),) * (levels - 1) + ((5,),),
+        encoder_layers_per_block=(1,) * levels,
+        decoder_layers_per_block=(1,) * levels,
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    )
+    text_encoder = Gemma2Model(
+        Gemma2Config(
+            head_dim=16,
+            hidden_size=8,
+            initializer_range=0.02,
+            intermediate_size=64,
+            max_position_embeddings=8192,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            attn_implementation="eager",
+        )
+    )
+    scheduler = DPMSolverMultistepScheduler(  # as the Sana models on the hub: DPM-Solver++ on flow sigmas
+        flow_shift=3.0, prediction_type="flow_prediction", use_flow_sigmas=True
+    )
+    pipe = SanaPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def _lcm_scheduler():
+    from diffusers import LCMScheduler
+
+    return LCMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1
+    )
+
+
+def build_tiny_lcm(directory: Path, seed: int = 0) -> Path:
+    """LatentConsistencyModelPipeline: an SD-1.x-shaped UNet distilled to take the guidance as an
+    input (time_cond_proj_dim), and the LCMScheduler; no negative prompt, no CFG."""
+    import torch
+    from diffusers import LatentConsistencyModelPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    text_encoder = _tiny_text_encoder()
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+        time_cond_proj_dim=32,
+    )
+    pipe = LatentConsistencyModelPipeline(
+        vae=_tiny_vae(),
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(directory.parent),
+        unet=unet,
+        scheduler=_lcm_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_sd_lcm(directory: Path, seed: int = 0) -> Path:
+    """SD 1.x with an LCM-LoRA-style setup: StableDiffusionPipeline whose own scheduler is LCMScheduler
+    (the pipeline runs CFG when guidance > 1, as for any SD model)."""
+    from diffusers import StableDiffusionPipeline
+
+    build_tiny_sd(directory, seed)
+    pipe = StableDiffusionPipeline.from_pretrained(directory)
+    pipe.scheduler = _lcm_scheduler()
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_hunyuan_dit(directory: Path, seed: int = 0) -> Path:
+    """HunyuanDiTPipeline: a BERT and a T5 encoder, the HunyuanDiT transformer, DDPM with
+    v-prediction as HunyuanDiT-Diffusers ships."""
+    import torch
+    from diffusers import DDPMScheduler, HunyuanDiT2DModel, HunyuanDiTPipeline
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    bert_tok = bert_tokenizer(directory.parent / "bert-tokenizer")
+    t5_tok = t5_tokenizer(directory.parent / "t5-tokenizer")
+    transformer = HunyuanDiT2DModel(
+        sample_size=8,
+        num_layers=1,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        in_channels=4,
+        cross_attention_dim=32,
+        cross_attention_dim_t5=32,
+        pooled_projection_dim=16,
+        hidden_size=24,
+        activation_fn="gelu-approximate",
+    )
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(bert_tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=512,
+        ),
+        add_pooling_layer=False,
+    )
+    pipe = HunyuanDiTPipeline(
+        # narrower, and no attention over the latent grid: it renders 1024x1024 when asked 64x64 (binning)
+        vae=_vae(width=4, mid_block_add_attention=False),
+        text_encoder=bert,
+        tokenizer=bert_tok,
+        transformer=transformer,
+        scheduler=DDPMScheduler(
+            beta_start=0.00085,
+            beta_end=0.03,
+            beta_schedule="scaled_linear",
+            prediction_type="v_prediction",
+            steps_offset=1,
+            clip_sample=False,
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        text_encoder_2=_t5(t5_tok, d_model=32),
+        tokenizer_2=t5_tok,
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def build_tiny_qwenimage(directory: Path, seed: int = 0) -> Path:
+    """QwenImagePipeline: a Qwen2.5-VL text encoder, the QwenImage MMDiT, its causal-3D VAE (scale 8)."""
+    import torch
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    tokenizer = qwen2_tokenizer(directory.parent / "qwen2-tokenizer")
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=3,
+        joint_attention_dim=16,
+        guidance_embeds=False,
+        axes_dims_rope=(8, 4, 4),
+    )
+    with torch.no_grad():  # at random weights the picture hardly depends on the prompt (2 levels of 255);
+        for block in transformer.transformer_blocks:  # louder text values make prompt and CFG show (~50)
+            block.attn.add_v_proj.weight.mul_(10)
+    z_dim = 4
+    vae = AutoencoderKLQwenImage(
+        base_dim=8,
+        z_dim=z_dim,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],  # three downsamplings: scale 8, as the real one
+        latents_mean=[0.0] * z_dim,
+        latents_std=[1.0] * z_dim,
+    )
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+            "rope_theta": 1000000.0,
+        },
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        hidden_size=16,
+        vocab_size=152064,
+        vision_end_token_id=151653,
+        vision_start_token_id=151652,
+        vision_token_id=151654,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_image_seq_len=256,
+        base_shift=0.5,
+        max_image_seq_len=8192,
+        max_shift=0.9,
+        shift=1.0,
+        shift_terminal=0.02,
+        time_shift_type="exponential",
+        use_dynamic_shifting=True,
+    )
+    pipe = QwenImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=scheduler,
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
+        tokenizer=tokenizer,
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+FAMILIES = {
+    "sdxl": build_tiny_sdxl,
+    "sd3": build_tiny_sd3,
+    "flux-dev": build_tiny_flux,
+    "flux-schnell": build_tiny_flux_schnell,
+    "pixart-sigma": build_tiny_pixart_sigma,
+    "sana": build_tiny_sana,
+    "lcm": build_tiny_lcm,
+    "sd-lcm": build_tiny_sd_lcm,
+    "hunyuan-dit": build_tiny_hunyuan_dit,
+    "qwenimage": build_tiny_qwenimage,
+}
