@@ -8,7 +8,6 @@ Imports torch/diffusers/spandrel only when called (as do render.py and the upsca
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import os
@@ -16,11 +15,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from gallery import schedulers
-from gallery.config import UPSCALERS, Lora, Picture, Runtime, Upscale
+from gallery import quantize, schedulers
+from gallery.config import UPSCALERS, Picture, Runtime, Upscale
 from gallery.errors import ModelLoadError, SettingError
 from gallery.families import AUTO_TEXT2IMAGE
-from gallery.modelinfo import AUTO_PIPELINE, hub_reachable
+from gallery.modelinfo import AUTO_PIPELINE, DENOISERS, hub_reachable
 from gallery.settings import quoted
 
 
@@ -377,99 +376,12 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
     kwargs = {"torch_dtype": torch_dtype, "revision": picture.revision, "local_files_only": local_only}
     if "safety_checker" in config:  # never download a safety checker; the gallery is curated by hand
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    quantization = _quantization(picture, config, target, torch_dtype, diffusers)
+    quantization = quantize.pipeline_config(picture, config, target.device, torch_dtype, diffusers)
     if quantization is not None:
         kwargs.update(quantization_config=quantization)
     pipe = cls.from_pretrained(source, **kwargs)
-    pipe._gallery_quantized = quantized_parts(config) if quantization is not None else {}
+    pipe._gallery_quantized = quantize.quantized_parts(config) if quantization is not None else {}
     return pipe
-
-
-# render.quantize quantizes the denoiser, and each text encoder but CLIP's: CLIP-L and -G hold 0.1-0.7B
-# parameters, which diffusers' quantization guides leave whole, where T5-XXL holds 4.7B and the Gemma and
-# Qwen encoders 2-7B. The VAE is small and has few linear layers.
-DENOISERS = ("unet", "transformer")
-SMALL_TEXT_ENCODERS = ("CLIPTextModel", "CLIPTextModelWithProjection")
-BACKENDS = {"int8": "torchao int8 weight-only", "nf4": "bitsandbytes nf4"}
-BACKEND_LIBRARIES = {"int8": "torchao", "nf4": "bitsandbytes"}
-
-
-def quantized_parts(index: dict) -> dict[str, str]:
-    """{part: its library} of the parts render.quantize quantizes, read from model_index.json."""
-    parts = {}
-    for name, entry in index.items():
-        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in ("diffusers", "transformers")):
-            continue  # config keys (_class_name ...), absent parts ([null, null]), tokenizers of other libraries
-        library, cls = entry
-        denoiser = name in DENOISERS and library == "diffusers"
-        if denoiser or (
-            name.startswith("text_encoder") and library == "transformers" and cls not in SMALL_TEXT_ENCODERS
-        ):
-            parts[name] = library
-    return parts
-
-
-def _quantization(picture: Picture, index: dict, target: Target, torch_dtype, diffusers):
-    """diffusers' PipelineQuantizationConfig for render.quantize (None for none). A backend this machine
-    cannot run is a SettingError, before any weight is read."""
-    if picture.quantize == "none":
-        return None
-    import transformers
-
-    parts = quantized_parts(index)
-    if not any(name in DENOISERS for name in parts):
-        raise SettingError(
-            f"{index.get('_class_name', 'this model')} has no unet or transformer for quantize: {picture.quantize}",
-            setting="quantize",
-            picture=picture,
-            hint="set quantize: none",
-        )
-    check_quantize(picture, target)
-    configs = {}
-    if picture.quantize == "nf4":
-        kwargs = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch_dtype}
-        for name, library in parts.items():
-            make = diffusers.BitsAndBytesConfig if library == "diffusers" else transformers.BitsAndBytesConfig
-            configs[name] = make(**kwargs)
-    else:
-        from torchao.quantization import Int8WeightOnlyConfig
-
-        for name, library in parts.items():
-            make = diffusers.TorchAoConfig if library == "diffusers" else transformers.TorchAoConfig
-            configs[name] = make(Int8WeightOnlyConfig())
-    return diffusers.PipelineQuantizationConfig(quant_mapping=configs)
-
-
-def check_quantize(picture: Picture, target: Target) -> None:
-    """A SettingError where this machine cannot run `picture`'s render.quantize: nf4 off a CUDA GPU, or a
-    backend that does not import. Milliseconds: no model is read."""
-    if picture.quantize == "nf4":
-        if not target.device.startswith("cuda"):
-            raise SettingError(
-                f"quantize: nf4 (bitsandbytes) runs on CUDA GPUs only, and this build renders on {target.device}",
-                setting="quantize",
-                picture=picture,
-                hint="use quantize: int8 (torchao), which runs on the CPU too, or quantize: none",
-            )
-        _need("bitsandbytes", picture, "pip install 'prompt-gallery[nf4]' (bitsandbytes), on a machine with a CUDA GPU")
-    elif picture.quantize == "int8":
-        _need("torchao", picture, "pip install 'prompt-gallery[quantize]' (torchao)")
-
-
-def _need(module: str, picture: Picture, install: str) -> None:
-    """Import `module` (a quantization backend) or say, at render.quantize's line, how to install it."""
-    import importlib
-
-    try:
-        importlib.import_module(module)
-    except Exception as err:  # ImportError, or a build for another torch failing as it loads
-        why = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise SettingError(
-            f"quantize: {picture.quantize} needs {module}, which does not import here ({why})",
-            setting="quantize",
-            picture=picture,
-            hint=install,
-        ) from None
 
 
 # The priors that published decoders' model cards name: the offline message names both to download
@@ -500,11 +412,11 @@ def _load_through_auto(picture: Picture, index: dict, local_only: bool, torch_dt
         warnings.simplefilter("ignore", FutureWarning)
         auto = diffusers.AutoPipelineForText2Image
     if combined is None:
-        quantization = _quantization(picture, index, target, torch_dtype, diffusers)
+        quantization = quantize.pipeline_config(picture, index, target.device, torch_dtype, diffusers)
         if quantization is not None:
             kwargs.update(quantization_config=quantization)
         pipe = auto.from_pretrained(source, revision=picture.revision, **kwargs)
-        pipe._gallery_quantized = quantized_parts(index) if quantization is not None else {}
+        pipe._gallery_quantized = quantize.quantized_parts(index) if quantization is not None else {}
         return pipe
     prior = _connected_prior(picture, local_only)
     if prior and not local_only and not _is_path(prior) and not hub_reachable():
@@ -699,9 +611,6 @@ def _parts(cls) -> set[str]:
 # model_index.json: (release that moved it, last release with it in place, where).
 MOVED = {"wuerstchen": ("0.38.0", "0.37.1", "huggingface/diffusers#13157")}  # Stable Cascade's PaellaVQModel
 LOADABLE_LIBRARIES = ("diffusers", "transformers", "onnxruntime.training")  # diffusers' LOADABLE_CLASSES
-
-# The parts that hold a single-file checkpoint's denoiser, in the order they are looked for.
-DENOISERS = ("transformer", "unet")
 
 
 class _Tensors:
@@ -1051,123 +960,6 @@ def check_call(pipe, picture: Picture) -> None:
             hint=(f"did you mean '{close[0]}'? " if close else "")
             + f"it takes: {', '.join(takes) if takes else 'none the gallery does not set itself'}",
         )
-
-
-def set_loras(pipe, picture: Picture) -> list[dict]:
-    """Give `pipe` the LoRAs `picture` asks for, at their scales, and only those: each file is loaded
-    once per pipeline (an adapter of its own), then switched on and off per picture, so moving
-    between cells that differ only in LoRAs never reloads the model. Returns what each LoRA was
-    (name, scale, AUTOMATIC1111's short hash), for the image's metadata."""
-    loaded: dict[tuple[str, str | None], tuple[str, str]] = pipe.__dict__.setdefault("_gallery_loras", {})
-    for i, lora in enumerate(picture.loras):
-        if (lora.model, lora.revision) not in loaded:
-            loaded[(lora.model, lora.revision)] = _load_lora(pipe, lora, f"gallery_{len(loaded)}", picture, i)
-    if not loaded:
-        return []
-    if not picture.loras:
-        pipe.disable_lora()  # the layers step aside: the model's own output, bit for bit (tests/test_loras.py)
-        return []
-    pipe.enable_lora()
-    adapters = [loaded[(lora.model, lora.revision)] for lora in picture.loras]
-    pipe.set_adapters([name for name, _ in adapters], [lora.scale for lora in picture.loras])
-    return [
-        {"name": lora.name, "scale": lora.scale, "hash": short_hash}
-        for lora, (_, short_hash) in zip(picture.loras, adapters, strict=True)
-    ]
-
-
-def _load_lora(pipe, lora: Lora, adapter: str, picture: Picture, index: int) -> tuple[str, str]:
-    """Load one LoRA file into `pipe` as `adapter`; (adapter, its short hash). A file that fits none of
-    the model's parts, or that the loader refuses, is a prompts.yaml mistake: a SettingError."""
-    path = _lora_path(lora)
-    setting = f"loras[{index}]"
-    if not hasattr(pipe, "load_lora_weights"):
-        raise SettingError(
-            f"{type(pipe).__name__} cannot take LoRAs (diffusers has no LoRA loader for it)",
-            setting=setting,
-            picture=picture,
-            hint="leave loras: out for this model",
-        )
-    before = _adapters(pipe)
-    diffusers_log = logging.getLogger("diffusers")
-    level = diffusers_log.level
-    try:
-        diffusers_log.setLevel(logging.CRITICAL)  # it logs a refusal in full before raising it: we say it once
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pipe.load_lora_weights(path, adapter_name=adapter, use_safetensors=True)  # never a pickle
-    except Exception as err:  # a LoRA of another architecture, a damaged file, a peft too old ...
-        with contextlib.suppress(Exception):  # leave nothing half-loaded behind
-            pipe.delete_adapters(adapter)
-        lines = [line.strip() for line in f"{type(err).__name__}: {err}".splitlines() if line.strip()]
-        why = lines[0] + (f" {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else "")
-        raise SettingError(
-            f"cannot apply LoRA '{lora.model}' to {type(pipe).__name__}: {why}",
-            setting=setting,
-            picture=picture,
-            hint="is the LoRA made for this model's family (SD 1.x, SDXL, Flux ...)?",
-        ) from None
-    finally:
-        diffusers_log.setLevel(level)
-    if adapter not in _adapters(pipe) - before:
-        raise SettingError(
-            f"LoRA '{lora.model}' fits none of {type(pipe).__name__}'s parts: none of its weights' names "
-            "match this model, so it would change nothing",
-            setting=setting,
-            picture=picture,
-            hint="is the LoRA made for this model's family (SD 1.x, SDXL, Flux ...)?",
-        )
-    return adapter, a1111_lora_hash(path)
-
-
-def _adapters(pipe) -> set[str]:
-    try:
-        return {name for names in pipe.get_list_adapters().values() for name in names}
-    except Exception:  # no adapters yet, on some versions
-        return set()
-
-
-def _lora_path(lora: Lora) -> str:
-    """A local LoRA file as it is; a hub file from the hub cache, fetched if it must be."""
-    if lora.is_local:
-        return lora.model
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    repo, filename = hub_file(lora.model)
-    cached = try_to_load_from_cache(repo, filename, revision=lora.revision)
-    if isinstance(cached, str):
-        return cached
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    if not hub_reachable():
-        raise ModelLoadError(
-            f"cannot load LoRA '{lora.model}'"
-            + (f" (revision {lora.revision})" if lora.revision else "")
-            + ": it is not in the local Hugging Face cache and the hub cannot be reached"
-            + (" (HF_HUB_OFFLINE=1)" if offline else "")
-            + f". Run once with network access, or `hf download {repo} {filename}` on a machine that has it "
-            "and copy the cache (HF_HOME), or give the LoRA as a local .safetensors file."
-        )
-    try:
-        return hf_hub_download(repo, filename, revision=lora.revision)
-    except Exception as err:  # the hub client raises many kinds; all mean "cannot fetch"
-        raise ModelLoadError(
-            f"cannot fetch LoRA '{lora.model}' (revision {lora.revision or 'main'}): "
-            + f"{type(err).__name__}: {err}".splitlines()[0]
-        ) from None
-
-
-def a1111_lora_hash(path: str) -> str:
-    """What AUTOMATIC1111 writes as a LoRA's hash (`Lora hashes`): the first 12 hex digits of the
-    SHA-256 of a .safetensors file's tensor data, its header left out (kohya-ss's "addnet" hash)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        header = int.from_bytes(f.read(8), "little")
-        f.seek(8 + header)
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 def versions(*libraries: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ def a1111_parameters(
     does not say; `size`: the picture's, where the pipeline did not make the size asked; `effect`:
     what guidance did (classifier-free guidance is 'CFG scale'; guidance given to a distilled model,
     Flux dev's, is 'Distilled CFG Scale', as Forge writes it), else the recipe's guidance is CFG;
-    `loras`: the LoRAs that were applied (name, scale, hash: see loading.set_loras), written as
+    `loras`: the LoRAs that were applied (name, scale, hash: see loras.set_loras), written as
     AUTOMATIC1111 writes them: `<lora:name:scale>` after the prompt and `Lora hashes: "name: hash"`
     among the settings. The pipeline's own call arguments follow the settings as `name: value`."""
     lines = [recipe["prompt"] + "".join(f" <lora:{lora['name']}:{number(lora['scale'])}>" for lora in loras)]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from gallery import families, loading, metadata, schedulers
+from gallery import families, loading, loras, metadata, quantize, schedulers
 from gallery.batching import in_batches, store_good
 from gallery.cache import Cache
 from gallery.config import Picture, Runtime
@@ -74,7 +74,7 @@ class Renderer:
 
         loading.set_scheduler(pipe, picture, diffusers)
         loading.check_call(pipe, picture)
-        self._loras[picture] = loading.set_loras(pipe, picture)
+        self._loras[picture] = loras.set_loras(pipe, picture)
         return pipe
 
     def check_schedulers(self, pictures: Iterable[Picture]) -> None:
@@ -83,7 +83,7 @@ class Renderer:
         build before any image; pictures of another model are checked when that model loads. A
         render.quantize this machine cannot run (nf4 on a CPU) stops it too, whatever the model."""
         for picture in pictures:
-            loading.check_quantize(picture, self.target)
+            quantize.check_quantize(picture, self.target.device)
             if _ident(picture) in self._pipes:
                 self.pipeline(picture)
 
@@ -220,10 +220,10 @@ def _quantized(pipe, picture: Picture) -> dict:
     parts = getattr(pipe, "_gallery_quantized", {})
     if not parts:
         return {}
-    library = loading.BACKEND_LIBRARIES[picture.quantize]
+    library = quantize.BACKEND_LIBRARIES[picture.quantize]
     return {
         "quantized": {
-            "backend": loading.BACKENDS[picture.quantize],
+            "backend": quantize.BACKENDS[picture.quantize],
             "parts": sorted(parts),
             "version": f"{library} {importlib.metadata.version(library)}",  # its rounding may change between releases
         }

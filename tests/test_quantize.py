@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import cell_of, write_prompts
-from gallery import loading
+from gallery import loading, quantize
 from gallery.cli import main
 from gallery.config import Picture, Runtime, load_config
 from gallery.errors import SettingError
@@ -108,7 +108,7 @@ def test_which_parts_are_quantized():
         "transformer": ["diffusers", "FluxTransformer2DModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-    assert loading.quantized_parts(flux) == {"text_encoder_2": "transformers", "transformer": "diffusers"}
+    assert quantize.quantized_parts(flux) == {"text_encoder_2": "transformers", "transformer": "diffusers"}
     sd3 = {
         "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
         "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
@@ -116,9 +116,9 @@ def test_which_parts_are_quantized():
         "transformer": ["diffusers", "SD3Transformer2DModel"],
         "image_encoder": [None, None],
     }
-    assert loading.quantized_parts(sd3) == {"text_encoder_3": "transformers", "transformer": "diffusers"}
+    assert quantize.quantized_parts(sd3) == {"text_encoder_3": "transformers", "transformer": "diffusers"}
     sana = {"text_encoder": ["transformers", "Gemma2Model"], "transformer": ["diffusers", "SanaTransformer2DModel"]}
-    assert set(loading.quantized_parts(sana)) == {"text_encoder", "transformer"}
+    assert set(quantize.quantized_parts(sana)) == {"text_encoder", "transformer"}
 
 
 def small_gallery(folder, tiny_sd, render: str = ""):
