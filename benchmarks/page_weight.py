@@ -25,8 +25,18 @@ How
     127.0.0.1 without compression (GitHub Pages gzips HTML/CSS/JS/JSON; an extra row estimates
     that).
 
+The grid view (--grid)
+    (a) the same gallery as a grid, subjects as rows and styles as columns, one sample per cell:
+    the first view's bytes at both viewports; (b) a 25 x 25 x 16 gallery (10,000 images, the
+    committed render settings) as a grid with all samples: image requests before the reader
+    scrolls, the time from navigation to the grid's first paint, then every part of the grid
+    scrolled into view (all images must arrive), and the tab's memory: the JS heap and DOM nodes
+    Chromium reports (CDP Performance.getMetrics) and the resident memory of its renderer
+    processes (/proc), after everything was shown.
+
 Run (needs /usr/bin/chromium, jekyll, and scikit-image in the venv: .venv/bin/pip install scikit-image)
     .venv/bin/python benchmarks/page_weight.py [--config prompts.yaml] [--runs 3] [--keep DIR]
+    .venv/bin/python benchmarks/page_weight.py --grid [--runs 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -103,9 +113,10 @@ def fake_render(job: Job) -> Image.Image:
     return image.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
 
 
-def store(cache: Cache, job: Job) -> None:
-    """One cache entry, as render._store writes it (PNG with the recipe, then the sidecar)."""
-    image = fake_render(job)
+def store(cache: Cache, job: Job, make=fake_render) -> None:
+    """One cache entry, as render._store writes it (PNG with the recipe, then the sidecar); `make`
+    draws the stand-in picture."""
+    image = make(job)
     recipe = job.recipe
     png = metadata.encode_png(image, metadata.a1111_parameters(recipe, job.picture.model_name), recipe)
     sidecar = {
@@ -464,6 +475,160 @@ def run(config_path: Path, work: Path, runs: int) -> None:
     print(f"\n(build: {build_times}; total {time.perf_counter() - started:.0f}s; served from {work / 'www'})")
 
 
+# -- the grid view -----------------------------------------------------------------------------------
+
+GRID_PAINT = """
+new MutationObserver((_, observer) => {
+  const body = document.querySelector('.pg-table tbody');
+  if (!body || !body.children.length) return;
+  observer.disconnect();
+  requestAnimationFrame(() => setTimeout(() => { window.__pgGridPaint = performance.now(); }));
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def big_config(folder: Path, base: Path, rows: int = 25, columns: int = 25, samples: int = 16) -> Path:
+    """A `rows` x `columns` x `samples` gallery with the render settings of `base` (prompts.yaml)."""
+    import yaml
+
+    data = yaml.safe_load(base.read_text())
+    subjects = {f"s{i:02d}": f"subject number {i}" for i in range(rows)}
+    styles = {f"t{i:02d}": f"in style number {i}" for i in range(columns)}
+    render = {**data.get("render", {}), "samples": samples}
+    text = yaml.safe_dump(
+        {
+            "page": {"title": "Big grid", "slug": "big-grid"},
+            "render": render,
+            "axes": {"subject": subjects, "style": styles},
+        }
+    )
+    path = folder / "prompts.yaml"
+    path.write_text(text)
+    return path
+
+
+def renderer_rss() -> int:
+    """Resident bytes of every Chromium renderer process on this machine (ours: nothing else runs one)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or b"--type=renderer" not in (proc / "cmdline").read_bytes():
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+async def scroll_grid(page) -> None:
+    """Bring every part of the grid's scrolling box into view, a box at a time (rows, then columns)."""
+    await page.evaluate("document.querySelector('.pg-table-wrap').scrollIntoView()")
+    box = await page.evaluate(
+        "(() => { const w = document.querySelector('.pg-table-wrap');"
+        " return [w.scrollWidth, w.scrollHeight, w.clientWidth, w.clientHeight]; })()"
+    )
+    width, height, step_x, step_y = box
+    for y in range(0, height + step_y, step_y):
+        for x in range(0, width + step_x, step_x):
+            await page.evaluate(f"document.querySelector('.pg-table-wrap').scrollTo({x}, {y})")
+            await asyncio.sleep(0.03)
+
+
+async def grid_visit(browser, url: str, device: dict, notes: set[str], everything: bool) -> dict:
+    context = await browser.new_context(**device)
+    await context.add_init_script(GRID_PAINT)
+    page = await context.new_page()
+    meter = Meter(page, notes)
+    out: dict = {}
+    try:
+        await page.goto(url, wait_until="load")
+        await page.wait_for_function("window.__pgGridPaint !== undefined", timeout=60_000)
+        await meter.idle()
+        out["first view"] = summary(meter.take())
+        out["grid paint ms"] = await page.evaluate("window.__pgGridPaint")
+        out["images in grid"] = await page.locator(".pg-table img").count()
+        if everything:
+            await scroll_grid(page)
+            await meter.idle(timeout=120)
+            out["rest"] = summary(meter.take())
+            out["shown"] = await page.evaluate(
+                "[...document.querySelectorAll('.pg-table img')].filter(i => i.complete && i.naturalWidth > 0).length"
+            )
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("Performance.enable")
+            metrics = {m["name"]: m["value"] for m in (await cdp.send("Performance.getMetrics"))["metrics"]}
+            out["js heap"] = metrics.get("JSHeapUsedSize", 0)
+            out["dom nodes"] = metrics.get("Nodes", 0)
+            out["renderer rss"] = renderer_rss()
+    finally:
+        await context.close()
+    return out
+
+
+async def measure_grid(url: str, runs: int, everything: bool) -> tuple[dict, set[str]]:
+    from playwright.async_api import async_playwright
+
+    notes: set[str] = set()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        results = {}
+        for name, device in VIEWPORTS.items():
+            results[name] = [await grid_visit(browser, url, device, notes, everything) for _ in range(runs)]
+        await browser.close()
+    return results, notes
+
+
+def grid_report(title: str, results: dict, notes: set[str]) -> None:
+    print(f"\n{title}")
+    for name, visits in results.items():
+        first = [v["first view"] for v in visits]
+        line = (
+            f"  {name}: first view {kib(statistics.median(f['bytes'] for f in first))}"
+            f" ({kib(statistics.median(f['gzipped'] for f in first))} gzipped),"
+            f" {statistics.median(f['image count'] for f in first):.0f} image requests"
+            f" (of {visits[0]['images in grid']} in the grid),"
+            f" first grid paint {statistics.median(v['grid paint ms'] for v in visits):.0f} ms"
+        )
+        print(line)
+        if "rest" in visits[0]:
+            v = visits[-1]
+            print(
+                f"    scrolled through: {v['rest']['image count']:.0f} more image requests, {v['shown']} of"
+                f" {v['images in grid']} shown; JS heap {v['js heap'] / 2**20:.1f} MiB, {v['dom nodes']:.0f} DOM"
+                f" nodes, renderer processes {v['renderer rss'] / 2**20:.0f} MiB resident"
+            )
+    for note in sorted(notes):
+        print(f"  note: {note}")
+
+
+def run_grid(config_path: Path, work: Path, runs: int) -> None:
+    started = time.perf_counter()
+    plan, build_times = build_gallery(config_path, work / "a")
+    axes = [a.name for a in plan.config.axes]
+    query = f"?view=grid&rows={axes[0]}&cols={axes[-1]}"
+    with serve_static(work / "a" / "www") as base:
+        url = f"{base}{BASEURL}/projects/{plan.config.page.slug}/{query}&sample=1"
+        results, notes = asyncio.run(measure_grid(url, runs, everything=False))
+    grid_report(f"(a) {config_path.name} as a grid, one sample per cell ({url.split('?')[1]})", results, notes)
+    print(f"  (build: {build_times})")
+    (work / "b").mkdir(exist_ok=True)
+    big = big_config(work / "b", config_path)
+    plan, build_times = build_gallery(big, work / "b")
+    with serve_static(work / "b" / "www") as base:
+        url = f"{base}{BASEURL}/projects/{plan.config.page.slug}/?view=grid&rows=subject&cols=style&sample=all"
+        results, notes = asyncio.run(measure_grid(url, 1, everything=True))
+    index = work / "b" / "www" / BASEURL.strip("/") / "assets/img/big-grid/manifest.json"
+    grid_file = next(index.parent.glob("grid-*.json"))
+    grid_report(f"(b) 25 x 25 x 16 = {len(plan.jobs):,} images as a grid, all samples", results, notes)
+    print(
+        f"  manifest index {kib(index.stat().st_size)}, grid file {kib(grid_file.stat().st_size)}"
+        f" ({kib(len(gzip.compress(grid_file.read_bytes())))} gzipped)"
+    )
+    print(f"  (build: {build_times}; total {time.perf_counter() - started:.0f}s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "prompts.yaml", help="default: the repo's prompts.yaml")
@@ -474,17 +639,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="build in DIR (new or empty) and leave it there: cache, site source, built site",
     )
+    parser.add_argument("--grid", action="store_true", help="measure the grid view instead (see above)")
     args = parser.parse_args(argv)
+    job = run_grid if args.grid else run
     if not Path(CHROMIUM).exists() or not shutil.which("jekyll"):
         sys.exit(f"needs {CHROMIUM} and jekyll (apt-get install chromium jekyll)")
     if args.keep:
         if args.keep.exists() and any(args.keep.iterdir()):
             sys.exit(f"--keep {args.keep}: not empty")
         args.keep.mkdir(parents=True, exist_ok=True)
-        run(args.config, args.keep.resolve(), args.runs)
+        job(args.config, args.keep.resolve(), args.runs)
     else:
         with tempfile.TemporaryDirectory(prefix="page-weight-") as tmp:
-            run(args.config, Path(tmp), args.runs)
+            job(args.config, Path(tmp), args.runs)
     return 0
 
 

@@ -143,6 +143,22 @@ class Axis:
         return next(o for o in self.options if o.key == key)
 
 
+VIEW_MODES = ("cell", "grid")
+# Query parameters the page keeps its state in beside the axes' own (prompt-gallery.js): no axis
+# may take one of these names, nor those kept for search and compare.
+PAGE_PARAMS = ("view", "rows", "cols", "sample", "q", "compare", "mark")
+
+
+@dataclass(frozen=True)
+class View:
+    """What a reader first sees (page.view); the page's URL overrides each part."""
+
+    mode: str  # cell: one cell at a time; grid: two axes as rows and columns
+    rows: str | None  # the grid's row axis; None: one row (a one-axis gallery)
+    columns: str  # the grid's column axis
+    sample: int | str  # the sample each grid cell shows, from 1; or "all": a strip per cell
+
+
 @dataclass(frozen=True)
 class Page:
     title: str
@@ -155,6 +171,7 @@ class Page:
     cover: tuple[str, ...]  # the cell whose first image is the card's cover picture
     intro: str  # Markdown above the gallery
     body: str  # Markdown below it
+    view: View  # what a reader first sees
 
 
 @dataclass(frozen=True)
@@ -343,7 +360,7 @@ class _Reader:
             for a in axes
         )
         runtime = self.runtime(render)
-        page = self.page(top.get("page"), axes)
+        page = self.page(top.get("page"), axes, runtime.samples)
         paths = self.section("paths", top.get("paths"), ("paths",), "folders")
         limits = self.section("limits", top.get("limits"), ("limits",), "limits")
         config = Config(
@@ -397,6 +414,12 @@ class _Reader:
         for name, axis_value in axes_map.items():
             path = ("axes", name)
             self.safe_key(name, path, seen_lower, "axis name")
+            if name.lower() in PAGE_PARAMS:
+                raise self.fail(
+                    path,
+                    f"'{name}' names part of the page's state in its links (?{name}=...), not an axis",
+                    f"rename the axis; these names are taken: {', '.join(PAGE_PARAMS)}",
+                )
             options_path: tuple
             if isinstance(axis_value, dict) and "options" in axis_value:
                 section = self.mapping(axis_value, path, ("label", "options"), "axis settings")
@@ -822,7 +845,7 @@ class _Reader:
         return str(candidate) if is_local else value
 
     # -- page, site, paths -----------------------------------------------------------------
-    def page(self, value: Any, axes: tuple[Axis, ...]) -> Page:
+    def page(self, value: Any, axes: tuple[Axis, ...], samples: int) -> Page:
         path = ("page",)
         section = self.section("page", value, path, "page settings")
         values = _with_defaults("page", self.given("page", section, path))
@@ -830,7 +853,51 @@ class _Reader:
         first = tuple(a.options[0].key for a in axes)
         values["default"] = self.cell(section.get("default"), path + ("default",), axes, first)
         values["cover"] = self.cell(section.get("cover"), path + ("cover",), axes, values["default"])
+        values["view"] = self.view(section.get("view"), path + ("view",), axes, samples)
         return Page(**values)
+
+    def view(self, value: Any, path: tuple, axes: tuple[Axis, ...], samples: int) -> View:
+        """page.view: `grid`, `cell`, or a mapping {mode, rows, columns, sample}."""
+        if isinstance(value, str):
+            value = {"mode": value}
+            where = path
+        else:
+            where = path + ("mode",)
+        given = self.mapping(value, path, ("mode", "rows", "columns", "sample"), "mode, rows, columns, sample")
+        mode = given.get("mode", "cell")
+        if mode not in VIEW_MODES:
+            raise self.fail(where, f"{quoted(mode)} is not a view", "write cell or grid")
+        names_ = [a.name for a in axes]
+
+        def axis(key: str, fallback: str | None) -> str | None:
+            name = given.get(key)
+            if name is None:
+                return fallback
+            if not isinstance(name, str) or name not in names_:
+                close = difflib.get_close_matches(str(name), names_, n=1)
+                raise self.fail(
+                    path + (key,),
+                    f"{quoted(name)} is not an axis",
+                    f"did you mean '{close[0]}'?" if close else f"axes: {', '.join(names_)}",
+                )
+            return name
+
+        rows, columns = axis("rows", None), axis("columns", None)
+        if len(names_) == 1:  # one axis: one row, its options as the columns
+            rows, columns = None, names_[0]
+        else:
+            rows = rows or next(n for n in names_ if n != columns)
+            columns = columns or next(n for n in names_ if n != rows)
+            if rows == columns:
+                raise self.fail(path + ("columns",), f"rows and columns are both '{rows}'", "choose two different axes")
+        sample = given.get("sample", 1)
+        if sample != "all" and (isinstance(sample, bool) or not isinstance(sample, int) or not 1 <= sample <= samples):
+            raise self.fail(
+                path + ("sample",),
+                f"must be a sample number from 1 to {samples} or 'all', got {got(sample)}",
+                "the first sample is 1",
+            )
+        return View(mode, rows, columns, sample)
 
     def cell(self, value: Any, path: tuple, axes: tuple[Axis, ...], default: tuple[str, ...]) -> tuple[str, ...]:
         if value is None:

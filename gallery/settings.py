@@ -727,6 +727,34 @@ SETTINGS: tuple[Setting, ...] = (
         "the default cell",
     ),
     Setting(
+        "view",
+        Special(
+            "`cell`, `grid`, or a mapping of `mode`, `rows`, `columns`, `sample`",
+            {
+                "anyOf": [
+                    {"enum": ["cell", "grid"]},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "mode": {"enum": ["cell", "grid"]},
+                            "rows": {"type": "string"},
+                            "columns": {"type": "string"},
+                            "sample": {"anyOf": [{"type": "integer", "minimum": 1}, {"const": "all"}]},
+                        },
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+        ),
+        "what a reader first sees: the cell view (one cell, as the dropdowns choose) or the grid view "
+        "(two axes as rows and columns, the others as dropdowns), e.g. "
+        "`{mode: grid, rows: subject, columns: style, sample: 1}` (`sample`: the sample each grid cell "
+        "shows, from 1, or `all`); the page's URL overrides it",
+        ("page",),
+        None,
+        "`cell`; a grid has the first axis as rows, the next as columns, sample 1",
+    ),
+    Setting(
         "intro",
         Text(),
         "Markdown above the gallery. Yours, so Liquid and HTML work there; prompt text never gets that treatment.",

@@ -145,20 +145,29 @@ def _build(
     report.completed_interrupted = slug in records.records and not records.records[slug].finished
     _remove_temp_files(out, list(page_templates), image_dir)  # left by a stage that was killed mid-write
 
-    webs = {}  # published key -> (thumbnail, full size), paths in the site
+    webs: dict[str, tuple[str, ...]] = {}  # published key -> (thumbnail, full size[, grid]), paths in the site
+    grid = manifest_mod.has_grid(plan)
     for cell in plan.cells:
         for job in cell.jobs:
             if job.key in available:
-                webs[shown[job.key]] = manifest_mod.web_paths(plan, cell, job)
+                thumb, full = manifest_mod.web_paths(plan, cell, job)
+                webs[shown[job.key]] = (thumb, full, manifest_mod.grid_path(thumb)) if grid else (thumb, full)
     data_paths = [manifest_mod.manifest_path(plan), manifest_mod.cover_path(plan)]
     records.begin(slug, source, [*page_templates, *data_paths, *(rel for pair in webs.values() for rel in pair)])
 
     recorded = records.records[slug].files
     root = str(out)  # plain strings: thousands of paths, where pathlib's overhead would dominate
     todo = [
-        WebImage(key, cache.png_path(key), entries[key]["png"]["sha256"], out / thumb, out / full)
-        for key, (thumb, full) in webs.items()
-        if not (_whole(root, thumb, recorded) and _whole(root, full, recorded))
+        WebImage(
+            key,
+            cache.png_path(key),
+            entries[key]["png"]["sha256"],
+            out / paths[0],
+            out / paths[1],
+            out / paths[2] if len(paths) > 2 else None,
+        )
+        for key, paths in webs.items()
+        if not all(_whole(root, rel, recorded) for rel in paths)
     ]
     report.converted, refused = derive(todo)
     report.refused = len(refused)
@@ -169,14 +178,18 @@ def _build(
     cells = {cell.path: manifest_mod.build_cell(plan, cell, available, entries) for cell in plan.cells}
     cell_data = {path: _json(cell) for path, cell in cells.items()}
     cell_files = {cell.path: manifest_mod.cell_path(plan, cell, cell_data[cell.path]) for cell in plan.cells}
-    index = manifest_mod.build_index(plan, cell_files)
+    grid_data = _json(manifest_mod.build_grid(plan, cells, available)) if grid else None
+    grid_file = manifest_mod.grid_file_path(plan, grid_data) if grid_data else None
+    index = manifest_mod.build_index(plan, cell_files, grid_file)
     cover_images = cells["/".join(config.page.cover)]["images"]
     cover = manifest_mod.cover_path(plan) if cover_images else None
-    records.begin(slug, source, list(cell_files.values()))  # their names are known only now
+    records.begin(slug, source, [*cell_files.values(), *([grid_file] if grid_file else [])])  # known only now
     # In this order, so that a reader at any moment finds every file that another one names: the
     # cells (new names beside the old: see cell_path), the cover, the manifest (replaced whole, it
     # moves the page's data from the old cells to the new), the page.
     files = {cell_files[path]: data for path, data in cell_data.items()}
+    if grid_file and grid_data:
+        files[grid_file] = grid_data
     if cover:
         files[cover] = (out / cover_images[0]["thumb"]).read_bytes()
     files[manifest_mod.manifest_path(plan)] = _json(index)

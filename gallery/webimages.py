@@ -1,4 +1,5 @@
-"""Web copies of cached renders: a small WebP thumbnail for the grid and a full-size WebP.
+"""Web copies of cached renders: a small WebP thumbnail for the cell view, a full-size WebP, and
+(where the page can show a grid view) a still smaller one for the grid's many cells.
 
 The page never links the cache's PNGs: they are large and carry the raw recipe. Web copies
 are named by the image's key, so an existing file is already right and is skipped.
@@ -19,6 +20,8 @@ from gallery.pool import map_images
 THUMB_MAX = 384  # px on the long side: sharp at 2x in a four-column grid
 THUMB_QUALITY = 80
 FULL_QUALITY = 90
+GRID_MAX = 160  # px on the long side: a grid cell is drawn about 80 px wide (sharp at 2x)
+GRID_QUALITY = 72
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,16 @@ class WebImage:
     sha256: str  # what its sidecar says the PNG's bytes hash to
     thumb: Path
     full: Path
+    grid: Path | None = None  # the grid view's copy, where the page can show a grid
 
 
-def thumb_size(width: int, height: int) -> tuple[int, int]:
-    scale = min(1.0, THUMB_MAX / max(width, height))
+def thumb_size(width: int, height: int, longest: int = THUMB_MAX) -> tuple[int, int]:
+    scale = min(1.0, longest / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def grid_size(width: int, height: int) -> tuple[int, int]:
+    return thumb_size(width, height, GRID_MAX)
 
 
 def derive(images: list[WebImage]) -> tuple[int, set[str]]:
@@ -54,6 +62,13 @@ def _convert(image: WebImage) -> bool:
         small = src.resize(thumb_size(*src.size), Image.Resampling.LANCZOS) if max(src.size) > THUMB_MAX else src
         thumb = io.BytesIO()
         small.save(thumb, format="WEBP", quality=THUMB_QUALITY, method=4)
+        grid = None
+        if image.grid is not None:
+            tiny = src.resize(grid_size(*src.size), Image.Resampling.LANCZOS) if max(src.size) > GRID_MAX else src
+            grid = io.BytesIO()
+            tiny.save(grid, format="WEBP", quality=GRID_QUALITY, method=4)
+    if image.grid is not None and grid is not None:
+        atomic_write_bytes(image.grid, grid.getvalue())
     atomic_write_bytes(image.full, full.getvalue())
     atomic_write_bytes(image.thumb, thumb.getvalue())
     return True

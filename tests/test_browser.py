@@ -15,6 +15,7 @@ from gallery.config import load_config
 from test_site import NASTY_LABEL, NASTY_PROMPT, jekyll_build
 
 sys.path.insert(0, str(REPO))
+from benchmarks.page_weight import store
 from scripts.browser import CHROMIUM, FLAGS, serve_static
 
 REQUIRED = bool(os.environ.get("GALLERY_REQUIRE_BROWSER"))
@@ -93,7 +94,8 @@ class Visit:
         )
         self.page.goto(url)
         if context.get("java_script_enabled", True):
-            self.page.wait_for_selector("select[data-axis]:not([disabled])")
+            # attached, not visible: in the grid view the grid's axes leave the dropdowns
+            self.page.wait_for_selector("select[data-axis]:not([disabled])", state="attached")
 
     def thumbs(self) -> list[str]:
         return self.page.eval_on_selector_all(".pg-grid img", "els => els.map(e => new URL(e.src).pathname)")
@@ -368,3 +370,293 @@ def test_the_page_works_under_a_strict_content_security_policy(served, browser):
     page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
     page.keyboard.press("Escape")
     v.close()  # a violation would be a console error
+
+
+# -- the grid view ----------------------------------------------------------------------------------
+
+GRID = ".pg-table"
+
+
+def grid_src(manifest, cell: str, sample: int) -> str:
+    """The grid copy of a cell's sample: beside its thumbnail (manifest.grid_path)."""
+    image = next(i for i in manifest["cells"][cell]["images"] if i["sample"] == sample)
+    return f"{BASEURL}/{image['thumb'].removesuffix('-thumb.webp')}-grid.webp"
+
+
+def grid_table(page) -> dict:
+    """What the table shows: column headers, row headers, and each cell's images (their paths,
+    or their lazy sources) and alt texts."""
+    return page.evaluate(
+        """() => {
+        const t = document.querySelector('.pg-table');
+        const path = (img) => new URL(img.getAttribute('src') || img.dataset.src, document.baseURI).pathname;
+        return {
+          cols: [...t.tHead.querySelectorAll('th[scope=col]')].map(th => th.textContent),
+          rows: [...t.tBodies[0].querySelectorAll('th[scope=row]')].map(th => th.textContent),
+          cells: [...t.tBodies[0].rows].map(tr => [...tr.querySelectorAll('td')].map(td =>
+            [...td.querySelectorAll('img')].map(path))),
+          alts: [...t.querySelectorAll('img')].map(img => img.alt),
+          caption: t.caption.textContent,
+        };
+      }"""
+    )
+
+
+def wait_grid(page, cols: list[str]) -> dict:
+    page.wait_for_function(
+        "want => JSON.stringify([...document.querySelectorAll('.pg-table thead th[scope=col]')]"
+        ".map(th => th.textContent)) === JSON.stringify(want) && !document.querySelector('.pg-table-wrap').hidden",
+        arg=cols,
+        timeout=10_000,
+    )
+    return grid_table(page)
+
+
+GRID_URL = "?subject=cat&style=oil&view=grid&rows=subject&cols=style&sample=2"
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}], ids=["phone", "desktop"]
+)
+def test_grid_shows_rows_and_columns_with_headers_that_stay_in_view(served, browser, viewport):
+    url, manifest = served
+    v = Visit(browser, url, viewport=viewport)
+    page = v.page
+    page.select_option("select[data-control=view]", "grid")
+    table = wait_grid(page, ["oil painting", "Ink"])
+    assert page.url.endswith("?subject=cat&style=oil&view=grid&rows=subject&cols=style&sample=1")
+    assert table["rows"] == ["a cat", NASTY_LABEL]  # the hostile label, literally
+    assert table["cells"] == [[[grid_src(manifest, f"{s}/{t}", 0)] for t in ("oil", "ink")] for s in ("cat", "evil")]
+    assert table["alts"][1] == "a cat × Ink (sample 1 of 6)"
+    assert page.evaluate("window.pwned") is None and page.locator("img[src='x']").count() == 0
+    # the grid's axes leave the dropdowns; the cell view's images and prompt step aside
+    assert page.locator("select[data-axis=subject]").is_hidden() and page.locator(".pg-grid").is_hidden()
+    assert page.locator(".pg-prompt").is_hidden()
+    # a real table: headers with scopes, images with explicit sizes (no layout jump)
+    assert page.locator(".pg-table th[scope=row]").count() == 2
+    sizes = page.eval_on_selector_all(".pg-table img", "els => els.map(e => [e.getAttribute('width'), e.loading])")
+    assert sizes[0] == ["64", "lazy"]
+    # sticky headers: scrolled inside its box, the column headers stay at its top
+    page.evaluate("document.querySelector('.pg-table-wrap').style.maxHeight = '120px'")
+    page.evaluate("document.querySelector('.pg-table-wrap').scrollTop = 1000")
+    top = page.evaluate(
+        "(() => { const w = document.querySelector('.pg-table-wrap').getBoundingClientRect();"
+        " const h = document.querySelector('.pg-table thead th').getBoundingClientRect(); return h.top - w.top; })()"
+    )
+    assert abs(top) < 3
+    # long labels wrap: the row header is no wider than its cap
+    width = page.evaluate("document.querySelector('.pg-table tbody tr:nth-child(2) th').getBoundingClientRect().width")
+    assert width <= 12 * 16 + 10
+    v.close()
+
+
+def test_grid_axes_sample_and_fixed_axis(served, browser):
+    url, manifest = served
+    v = Visit(browser, url + GRID_URL)
+    page = v.page
+    table = wait_grid(page, ["oil painting", "Ink"])
+    assert table["cells"][0] == [[grid_src(manifest, "cat/oil", 1)], [grid_src(manifest, "cat/ink", 1)]]
+    # swap: styles as rows, subjects as columns
+    page.select_option("select[data-control=rows]", "style")
+    table = wait_grid(page, ["a cat", NASTY_LABEL])
+    assert table["rows"] == ["oil painting", "Ink"]
+    assert "rows=style&cols=subject" in page.url
+    # all samples: a strip per cell
+    page.select_option("select[data-control=sample]", "all")
+    page.wait_for_function("document.querySelector('.pg-table').classList.contains('pg-all')")
+    table = grid_table(page)
+    assert table["cells"][1][0] == [grid_src(manifest, "cat/ink", i) for i in range(6)]
+    assert page.url.endswith("sample=all")
+    # one row: the style is fixed, its dropdown shows and changes the grid
+    page.select_option("select[data-control=rows]", "")
+    page.wait_for_function("document.querySelectorAll('.pg-table tbody tr').length === 1")
+    assert page.locator("select[data-axis=style]").is_visible()
+    page.select_option("select[data-axis=style]", "ink")
+    page.wait_for_function("document.querySelector('.pg-table caption').textContent.includes('Style: Ink')")
+    table = grid_table(page)
+    assert table["cells"] == [[[grid_src(manifest, f"{s}/ink", i) for i in range(6)] for s in ("cat", "evil")]]
+    # Back and Forward walk the states back
+    page.go_back()
+    page.wait_for_function("document.querySelector('.pg-table caption').textContent.includes('Style: oil painting')")
+    page.go_back()
+    wait_grid(page, ["a cat", NASTY_LABEL])
+    page.wait_for_function("document.querySelectorAll('.pg-table tbody tr').length === 2")
+    assert page.locator("select[data-control=rows]").input_value() == "style"
+    page.go_back()
+    page.wait_for_function("!document.querySelector('.pg-table').classList.contains('pg-all')")
+    page.go_back()
+    wait_grid(page, ["oil painting", "Ink"])
+    page.go_back()  # the page as first opened, with its grid link
+    page.go_forward()
+    page.go_forward()
+    wait_grid(page, ["a cat", NASTY_LABEL])
+    # the cell view again: the default cell's images
+    page.select_option("select[data-control=view]", "cell")
+    v.wait_thumbs(expected_thumbs(manifest, "cat/oil"))
+    assert page.locator(".pg-table-wrap").is_hidden() and page.url.endswith("?subject=cat&style=oil")
+    v.close()
+
+
+def test_grid_unknown_url_values_fall_back(served, browser):
+    url, manifest = served
+    v = Visit(browser, url + "?view=grid&rows=%3Cb%3E&cols=nope&sample=99&style=x")
+    table = wait_grid(v.page, ["oil painting", "Ink"])
+    assert table["rows"] == ["a cat", NASTY_LABEL]
+    assert table["cells"][0][0] == [grid_src(manifest, "cat/oil", 0)]  # sample 1: the default
+    assert v.page.locator("select[data-control=sample]").input_value() == "1"
+    v.close()
+    v = Visit(browser, url + "?view=maybe&subject=evil")
+    v.wait_thumbs(expected_thumbs(manifest, "evil/oil"))
+    assert v.page.locator(".pg-table-wrap").is_hidden()
+    v.close()
+
+
+def test_grid_lightbox_arrows_move_along_row_and_column(served, browser):
+    url, manifest = served
+    v = Visit(browser, url + GRID_URL)
+    page = v.page
+    wait_grid(page, ["oil painting", "Ink"])
+    title = page.locator(".pg-lb-title")
+
+    def shows(cell: str, sample: int) -> None:
+        want = next(i for i in manifest["cells"][cell]["images"] if i["sample"] == sample)["full"]
+        page.wait_for_function(
+            "want => (document.querySelector('.pg-lb-img').getAttribute('src') || '').endsWith(want)", arg=want
+        )
+
+    page.locator(".pg-table a.pg-glink").first.click()
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
+    shows("cat/oil", 1)
+    assert title.inner_text() == "a cat × oil painting: Sample 2 of 6"
+    page.keyboard.press("ArrowRight")
+    shows("cat/ink", 1)
+    assert "colour" in page.locator(".pg-recipe").inner_text()  # the recipe of the cell shown
+    page.keyboard.press("ArrowDown")
+    shows("evil/ink", 1)
+    assert NASTY_LABEL in title.inner_text() and NASTY_PROMPT in page.locator(".pg-recipe").inner_text()
+    assert page.evaluate("window.pwned") is None
+    page.keyboard.press("ArrowRight")  # wraps along the row
+    shows("evil/oil", 1)
+    page.keyboard.press("ArrowUp")
+    shows("cat/oil", 1)
+    page.keyboard.press("ArrowUp")  # wraps along the column
+    shows("evil/oil", 1)
+    page.keyboard.press("Escape")
+    focused = page.evaluate("document.activeElement.dataset.cell")
+    assert focused == "evil/oil"  # focus on the thumbnail last shown
+    # the keyboard alone: Enter on a focused grid image opens it
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
+    shows("evil/oil", 1)
+    page.keyboard.press("Escape")
+    v.close()
+
+
+def test_grid_as_the_page_setting_and_no_javascript(tmp_path_factory, tiny_sd, browser):
+    """page.view sets the first view; without JavaScript the default cell's images stay."""
+    work = tmp_path_factory.mktemp("gridview")
+    prompts = write_prompts(
+        work,
+        f"""
+        page: {{title: Grid first, slug: gridfirst, view: {{mode: grid, rows: style, columns: subject, sample: all}}}}
+        render: {{model: {tiny_sd}, steps: 1, width: 64, height: 64, samples: 2}}
+        axes:
+          subject: {{cat: a cat, dog: a dog, owl: an owl}}
+          style: {{oil: oil painting, ink: ink drawing}}
+    """,
+    )
+    assert main(["build", "-c", str(prompts)]) == 0
+    root = work / "www"
+    result = jekyll_build(load_config(prompts).site_dir, root / BASEURL.strip("/"), BASEURL)
+    assert result.returncode == 0, result.stderr
+    with serve_static(root) as base:
+        url = f"{base}{BASEURL}/projects/gridfirst/"
+        v = Visit(browser, url)
+        table = wait_grid(v.page, ["a cat", "a dog", "an owl"])
+        assert table["rows"] == ["oil painting", "ink drawing"]
+        assert [len(c) for c in table["cells"][0]] == [2, 2, 2]
+        assert v.page.url == url  # the first view is the page's own: no history entry written
+        v.close()
+        v = Visit(browser, url, java_script_enabled=False)
+        assert v.page.locator(".pg-grid img").count() == 2
+        assert v.page.locator(".pg-grid img").first.is_visible()
+        assert v.page.locator("select[data-control=view]").is_hidden()
+        v.close()
+
+
+def flat_colour(job):
+    """A model-free stand-in for a render: a flat colour per image."""
+    from PIL import Image
+
+    return Image.new("RGB", (job.picture.width, job.picture.height), tuple(bytes.fromhex(job.key[:6])))
+
+
+@pytest.fixture(scope="module")
+def big_grid(tmp_path_factory):
+    """(page URL, plan) of a 12 x 12 x 8 gallery (1,152 images) made without a model."""
+    from gallery.cache import Cache
+    from gallery.project import plan_of
+    from gallery.site import build_site
+
+    work = tmp_path_factory.mktemp("biggrid")
+    subjects = ", ".join(f"s{i}: subject {i}" for i in range(12))
+    styles = ", ".join(f"t{i}: style {i}" for i in range(12))
+    prompts = write_prompts(
+        work,
+        f"""
+        page: {{title: Big grid, slug: big}}
+        render: {{model: some/model, width: 64, height: 64, samples: 8}}
+        axes:
+          subject: {{{subjects}}}
+          style: {{{styles}}}
+    """,
+    )
+    plan = plan_of(load_config(prompts))
+    cache = Cache(plan.config.cache_dir)
+    for job in cache.missing(plan.jobs):
+        store(cache, job, flat_colour)
+    build_site(plan, cache)
+    root = work / "www"
+    result = jekyll_build(plan.config.site_dir, root / BASEURL.strip("/"), BASEURL)
+    assert result.returncode == 0, result.stderr
+    with serve_static(root) as base:
+        yield f"{base}{BASEURL}/projects/big/", plan
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}], ids=["phone", "desktop"]
+)
+def test_a_big_grid_loads_only_what_is_in_view(big_grid, browser, viewport):
+    url, _ = big_grid
+    grid_requests: list[str] = []
+
+    def count(route):
+        grid_requests.append(route.request.url)
+        route.continue_()
+
+    v = Visit(
+        browser,
+        url + "?view=grid&rows=subject&cols=style&sample=all",
+        routes={"**/*-grid.webp": count},
+        viewport=viewport,
+    )
+    page = v.page
+    wait_grid(page, [f"style {i}" for i in range(12)])
+    assert page.locator(".pg-table img").count() == 12 * 12 * 8
+    page.wait_for_load_state("networkidle")
+    before = len(grid_requests)
+    in_view = page.evaluate(
+        """() => { const w = document.querySelector('.pg-table-wrap').getBoundingClientRect();
+        const top = Math.max(w.top, 0), bottom = Math.min(w.bottom, innerHeight), right = Math.min(w.right, innerWidth);
+        return [...document.querySelectorAll('.pg-table img')].filter(i => { const r = i.getBoundingClientRect();
+          return r.bottom > top && r.top < bottom && r.right > w.left && r.left < right; }).length; }"""
+    )
+    assert 0 < before <= in_view + 16  # what shows, and not the rest
+    assert before < 12 * 12 * 8 / 4
+    # the images before the reader scrolls come with their size: nothing jumps as they arrive
+    last = "document.querySelector('.pg-table tbody tr:last-child td:last-child a:last-child img')"
+    page.evaluate(f"{last}.scrollIntoView()")  # the reader scrolls to the end: the last image comes
+    page.wait_for_function(f"{last}.complete && {last}.naturalWidth > 0")
+    page.wait_for_load_state("networkidle")
+    assert len(grid_requests) > before
+    v.close()

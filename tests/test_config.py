@@ -50,6 +50,36 @@ def test_minimal_file_gets_defaults(tmp_path):
     assert config.cache_dir == tmp_path / ".gallery-cache" and config.site_dir == tmp_path / "site"
 
 
+@pytest.mark.parametrize(
+    "given,axes,expected",
+    [
+        ("", "subject: {cat: a cat}\n  style: {oil: oil}", ("cell", "subject", "style", 1)),
+        (
+            "view: grid",
+            "subject: {cat: a cat}\n  style: {oil: oil}\n  light: {day: day}",
+            ("grid", "subject", "style", 1),
+        ),
+        (
+            "view: {mode: grid, columns: subject, sample: all}",
+            "subject: {cat: a cat}\n  style: {oil: oil}",
+            ("grid", "style", "subject", "all"),
+        ),
+        (
+            "view: {rows: light, sample: 3}",
+            "subject: {cat: a cat}\n  light: {day: day}",
+            ("cell", "light", "subject", 3),
+        ),
+        ("view: {mode: grid}", "subject: {cat: a cat, dog: a dog}", ("grid", None, "subject", 1)),
+    ],
+)
+def test_page_view(tmp_path, given, axes, expected):
+    """What a reader first sees: the cell view unless page.view says grid; a grid's axes default to
+    the first two, a one-axis gallery gives one row."""
+    config = load_config(write_prompts(tmp_path, f"axes:\n  {axes}\npage:\n  {given or 'title: t'}\n"))
+    view = config.page.view
+    assert (view.mode, view.rows, view.columns, view.sample) == expected
+
+
 def test_three_axes_template_and_overrides(tmp_path):
     config = load_config(
         write_prompts(
