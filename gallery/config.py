@@ -169,9 +169,9 @@ class Page:
     layout: str
     default: tuple[str, ...]  # the cell shown first: one option key per axis
     cover: tuple[str, ...]  # the cell whose first image is the card's cover picture
+    view: View  # what a reader first sees
     intro: str  # Markdown above the gallery
     body: str  # Markdown below it
-    view: View  # what a reader first sees
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def image_tail(plan: Plan, job: Job) -> str:
 
 def web_paths(plan: Plan, cell: Cell, job: Job) -> tuple[str, str]:
     """(thumbnail, full-size) paths of a job's web copies; the key in the name busts caches.
-    The script builds the same names from the grid file (gridImage in prompt-gallery.js)."""
+    The script builds the same names from the grid file (gridImages in pg-grid.js)."""
     stem = f"{image_dir(plan)}/{cell.path}/{image_tail(plan, job)}"
     return f"{stem}-thumb.webp", f"{stem}-full.webp"
 

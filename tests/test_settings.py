@@ -68,6 +68,10 @@ BEYOND_SHAPE = {
     "122-config-beside-a-diffusers-model",  # config: needs the model to be a single file
     "132-option-quantize-nf4-on-cpu",  # what the machine runs
     "143-lora-missing-file",  # what a path points at
+    "148-page-view-unknown-axis",  # names defined elsewhere in the file
+    "149-page-view-same-axis-twice",  # one value against another
+    "151-page-view-sample-out-of-range",  # against render.samples
+    "152-axis-named-like-page-state",  # names the page's links take
     "95-recursive-merge",
     "96-lone-surrogate",  # YAML the gallery's loader refuses before any shape
     "31-date-that-is-not-a-date",  # a broken date to YAML 1.1 (the gallery's reader), text to YAML 1.2 (editors)

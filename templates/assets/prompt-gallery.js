@@ -94,26 +94,6 @@ const writeState = (manifest, state) => {
   return url.toString();
 };
 
-// -- the grid view's data ---------------------------------------------------------------------------
-// The grid file lists each cell's images as the tails of their names (manifest.build_grid), in the
-// axes' product order; every path follows from the cell's options and the tail.
-const cellIndex = (manifest, keys) =>
-  manifest.axes.reduce((at, axis, i) => at * axis.options.length + axis.options.findIndex((o) => o.key === keys[i]), 0);
-
-const gridImages = (manifest, grid, keys) => {
-  const [width, height, tails] = grid.cells[cellIndex(manifest, keys)];
-  const stem = `${manifest.grid.images}/${keys.join("/")}/`;
-  return (tails ? tails.split(" ") : []).map((tail) => ({
-    sample: Number(tail.split("-")[0]),
-    grid: `${stem}${tail}-grid.webp`,
-    full: `${stem}${tail}-full.webp`,
-    size: [width, height],
-  }));
-};
-
-const labelsOf = (manifest, keys) =>
-  manifest.axes.map((axis, i) => axis.options.find((o) => o.key === keys[i]).label);
-
 const init = (root) => {
   const manifestUrl = new URL(root.dataset.manifest, document.baseURI);
   const siteRoot = new URL(root.dataset.root, document.baseURI);
@@ -133,6 +113,15 @@ const init = (root) => {
   const lightbox = makeLightbox(root, siteRoot);
   const loadCell = (manifest, path) => load(new URL(manifest.cells[path], siteRoot));
   const loadGrid = (manifest) => load(new URL(manifest.grid.file, siteRoot));
+  // The grid view's code is a module of its own, fetched the first time a grid is shown: the cell
+  // view's first view stays as light as it was.
+  let gridView = null;
+  const gridModule = () => {
+    gridView ??= import("./pg-grid.js").then(({ makeGrid }) =>
+      makeGrid({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed }));
+    gridView.catch(() => { gridView = null; });  // a failed fetch is tried again on the next choice
+    return gridView;
+  };
 
   // The cell whose images are on the page: at first the one the HTML holds, whose options are
   // marked selected (a browser may have restored other values into the dropdowns).
@@ -172,87 +161,6 @@ const init = (root) => {
     grid.replaceChildren(...items);
   };
 
-  // Grid images get their source only when they come into view (the browser's own lazy loading
-  // starts far beyond the fold: thousands of requests on a big grid).
-  const observer = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
-    for (const entry of entries) {
-      if (!entry.isIntersecting) continue;
-      const img = entry.target;
-      img.src = img.dataset.src;
-      observer.unobserve(img);
-    }
-  }) : null;
-
-  const headerCell = (tag, scope, text) => {
-    const th = document.createElement(tag);
-    if (scope) th.scope = scope;
-    th.textContent = text;
-    return th;
-  };
-
-  // The table for `s`: rows x columns of the axes chosen, the other axes as the dropdowns say.
-  const renderGrid = (manifest, data, s) => {
-    observer?.disconnect();
-    const axisAt = (name) => manifest.axes.findIndex((axis) => axis.name === name);
-    const r = s.rows ? axisAt(s.rows) : -1;
-    const c = axisAt(s.cols);
-    const rowOptions = r >= 0 ? manifest.axes[r].options : [null];
-    const colOptions = manifest.axes[c].options;
-    const fixed = manifest.axes.filter((_, i) => i !== r && i !== c)
-      .map((axis) => `${axis.label}: ${axis.options.find((o) => o.key === s.cell[manifest.axes.indexOf(axis)]).label}`);
-    const sampleWords = s.sample === "all" ? "all samples" : `sample ${s.sample}`;
-    table.querySelector("caption").textContent =
-      `${r >= 0 ? `${manifest.axes[r].label} (rows) × ` : ""}${manifest.axes[c].label} (columns), ${sampleWords}` +
-      (fixed.length ? `; ${fixed.join(", ")}` : "");
-    table.classList.toggle("pg-all", s.sample === "all");
-    const headRow = document.createElement("tr");
-    headRow.append(headerCell("td", null, ""), ...colOptions.map((o) => headerCell("th", "col", o.label)));
-    table.tHead.replaceChildren(headRow);
-    const body = rowOptions.map((rowOption, ri) => {
-      const tr = document.createElement("tr");
-      tr.append(headerCell("th", "row", rowOption ? rowOption.label : "Images"));
-      colOptions.forEach((colOption, ci) => {
-        const keys = [...s.cell];
-        if (rowOption) keys[r] = rowOption.key;
-        keys[c] = colOption.key;
-        const td = document.createElement("td");
-        const images = gridImages(manifest, data, keys).filter((image) => s.sample === "all" || image.sample === s.sample - 1);
-        if (!images.length) {
-          td.className = "pg-missing";
-          td.textContent = "not rendered yet";
-        }
-        const labels = labelsOf(manifest, keys).join(" × ");
-        for (const image of images) {
-          const link = document.createElement("a");
-          link.className = "pg-glink";
-          link.href = new URL(image.full, siteRoot).toString();
-          link.dataset.cell = keys.join("/");
-          link.dataset.sample = String(image.sample);
-          link.dataset.row = String(ri);
-          link.dataset.col = String(ci);
-          const img = document.createElement("img");
-          img.className = "pg-gimg";
-          [img.width, img.height] = image.size;
-          img.alt = `${labels} (sample ${image.sample + 1} of ${manifest.samples})`;
-          img.loading = "lazy";
-          img.decoding = "async";
-          const src = new URL(image.grid, siteRoot).toString();
-          if (observer) {
-            img.dataset.src = src;
-            observer.observe(img);
-          } else {
-            img.src = src;
-          }
-          link.append(img);
-          td.append(link);
-        }
-        tr.append(td);
-      });
-      return tr;
-    });
-    table.tBodies[0].replaceChildren(...body);
-  };
-
   // The view's parts on the page: which controls show, which dropdowns the grid's axes take.
   const layout = (manifest, s) => {
     root.dataset.view = s.view;
@@ -281,13 +189,13 @@ const init = (root) => {
       const s = choose(manifest);
       if (ticket !== latest) return;
       if (s.view === "grid") {
-        const data = await loadGrid(manifest);
+        const [data, view] = await Promise.all([loadGrid(manifest), gridModule()]);
         if (ticket !== latest) return;
         state = s;
         layout(manifest, s);
         const key = writeState(manifest, s);
         if (key !== gridShown) {
-          renderGrid(manifest, data, s);
+          view.render(manifest, data, s);
           gridShown = key;
         }
         say("");
@@ -322,48 +230,6 @@ const init = (root) => {
       say(note);  // a message from a failed click before is out of date
     } catch (error) {
       sayFailed("these images", error);
-    }
-  });
-
-  // In the grid, the lightbox's arrows move along the row (left, right) and the column (up, down).
-  const openInGrid = async (manifest, link) => {
-    const data = await loadCell(manifest, link.dataset.cell);
-    const index = data.images.findIndex((image) => String(image.sample) === link.dataset.sample);
-    return { data, index, from: link };
-  };
-  const gridNav = (manifest) => ({
-    path: (from) => from.dataset.cell,
-    labels: (from) => labelsOf(manifest, from.dataset.cell.split("/")),
-    move: async (from, dx, dy) => {
-      const rows = [...table.tBodies[0].rows].map((tr) => [...tr.querySelectorAll("a.pg-glink")]).filter((row) => row.length);
-      let ri = rows.findIndex((row) => row.includes(from));
-      if (ri < 0) return null;
-      let target;
-      if (dx) {
-        const row = rows[ri];
-        target = row[(row.indexOf(from) + dx + row.length) % row.length];
-      } else {
-        ri = (ri + dy + rows.length) % rows.length;
-        const same = rows[ri].filter((link) => link.dataset.col === from.dataset.col);
-        target = same.find((link) => link.dataset.sample === from.dataset.sample) ?? same[0] ??
-          rows[ri].reduce((best, link) =>
-            Math.abs(link.dataset.col - from.dataset.col) < Math.abs(best.dataset.col - from.dataset.col) ? link : best);
-      }
-      return openInGrid(manifest, target);
-    },
-  });
-
-  table.addEventListener("click", async (event) => {
-    const link = event.target.closest("a.pg-glink");
-    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
-    event.preventDefault();
-    try {
-      const manifest = await load(manifestUrl);
-      const { data, index } = await openInGrid(manifest, link);
-      lightbox.open(manifest, data, index, link, gridNav(manifest));
-      say("");
-    } catch (error) {
-      sayFailed("this image", error);
     }
   });
 
