@@ -648,14 +648,15 @@ def test_a_big_grid_loads_only_what_is_in_view(big_grid, browser, viewport):
     in_view = page.evaluate(
         """() => { const w = document.querySelector('.pg-table-wrap').getBoundingClientRect();
         const top = Math.max(w.top, 0), bottom = Math.min(w.bottom, innerHeight), right = Math.min(w.right, innerWidth);
-        return [...document.querySelectorAll('.pg-table img')].filter(i => { const r = i.getBoundingClientRect();
+        return [...document.querySelectorAll('.pg-table a')].filter(i => { const r = i.getBoundingClientRect();
           return r.bottom > top && r.top < bottom && r.right > w.left && r.left < right; }).length; }"""
     )
     assert 0 < before <= in_view + 16  # what shows, and not the rest
     assert before < 12 * 12 * 8 / 4
     # the images before the reader scrolls come with their size: nothing jumps as they arrive
-    last = "document.querySelector('.pg-table tbody tr:last-child td:last-child a:last-child img')"
-    page.evaluate(f"{last}.scrollIntoView()")  # the reader scrolls to the end: the last image comes
+    link = "document.querySelector('.pg-table tbody tr:last-child td:last-child a:last-child')"
+    last = f"{link}.firstElementChild"
+    page.evaluate(f"{link}.scrollIntoView()")  # the reader scrolls to the end: the last image comes
     page.wait_for_function(f"{last}.complete && {last}.naturalWidth > 0")
     page.wait_for_load_state("networkidle")
     assert len(grid_requests) > before

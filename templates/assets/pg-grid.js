@@ -24,14 +24,16 @@ const labelsOf = (manifest, keys) =>
   manifest.axes.map((axis, i) => axis.options.find((o) => o.key === keys[i]).label);
 
 export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed }) => {
-  // Grid images get their source only when they come into view (the browser's own lazy loading
-  // starts far beyond the fold: thousands of requests on a big grid).
+  // Grid images get their source only when their link comes into view (the browser's own lazy
+  // loading starts far beyond the fold: thousands of requests on a big grid). Until then the image
+  // is not drawn (CSS: img:not([src])) and its link keeps the place, at the image's aspect ratio:
+  // 10,000 images without a source would each draw their alt text, which took Chromium seconds.
   const observer = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
     for (const entry of entries) {
       if (!entry.isIntersecting) continue;
-      const img = entry.target;
+      const img = entry.target.firstElementChild;
       img.src = img.dataset.src;
-      observer.unobserve(img);
+      observer.unobserve(entry.target);
     }
   }) : null;
 
@@ -86,16 +88,18 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
           img.className = "pg-gimg";
           [img.width, img.height] = image.size;
           img.alt = `${labels} (sample ${image.sample + 1} of ${manifest.samples})`;
+          link.setAttribute("aria-label", img.alt);  // its name while the image is not drawn yet
+          link.style.aspectRatio = `${image.size[0]} / ${image.size[1]}`;
           img.loading = "lazy";
           img.decoding = "async";
           const src = new URL(image.grid, siteRoot).toString();
+          link.append(img);
           if (observer) {
             img.dataset.src = src;
-            observer.observe(img);
+            observer.observe(link);
           } else {
             img.src = src;
           }
-          link.append(img);
           td.append(link);
         }
         tr.append(td);
