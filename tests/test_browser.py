@@ -368,3 +368,90 @@ def test_the_page_works_under_a_strict_content_security_policy(served, browser):
     page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
     page.keyboard.press("Escape")
     v.close()  # a violation would be a console error
+
+
+# -- the search box: options and cells by label and prompt text, by keyboard and pointer, in the URL --
+
+
+def results(page) -> list[str]:
+    page.wait_for_selector(".pg-search-results:not([hidden]) li")
+    return page.locator(".pg-search-results li").all_inner_texts()
+
+
+def label_of(manifest, axis: str, key: str) -> str:
+    options = next(a for a in manifest["axes"] if a["name"] == axis)["options"]
+    return next(o["label"] for o in options if o["key"] == key)
+
+
+def test_search_by_keyboard_picks_an_option_then_back_restores(served, browser):
+    url, manifest = served
+    v = Visit(browser, url, viewport={"width": 390, "height": 844})
+    page = v.page
+    box = page.locator(".pg-search-input")
+    assert box.get_attribute("role") == "combobox" and box.is_enabled()
+    box.focus()
+    page.keyboard.type("ink")
+    found = results(page)
+    assert found[0] == "Style: Ink"  # the option first, then the cells with it
+    assert f"{label_of(manifest, 'subject', 'cat')} \u00d7 Ink" in found
+    page.keyboard.press("ArrowDown")
+    assert box.get_attribute("aria-activedescendant") == page.locator(".pg-search-results li").first.get_attribute("id")
+    page.keyboard.press("Enter")
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
+    assert page.locator("#pg-browser-style").input_value() == "ink"
+    assert "style=ink" in page.url and "q=ink" in page.url
+    assert page.locator(".pg-search-results").is_hidden() and box.get_attribute("aria-expanded") == "false"
+    page.go_back()
+    v.wait_thumbs(expected_thumbs(manifest, "cat/oil"))
+    assert box.input_value() == ""
+    v.close()
+
+
+def test_search_by_prompt_words_across_axes_with_the_pointer(served, browser):
+    url, manifest = served
+    v = Visit(browser, url, viewport={"width": 1280, "height": 800})
+    page = v.page
+    page.locator(".pg-search-input").fill("drawing evil")  # a prompt word of one axis, a key of the other
+    evil_ink = f"{NASTY_LABEL} \u00d7 Ink"
+    found = results(page)
+    assert found == [evil_ink]  # shown literally: the label's markup and Liquid are text
+    page.locator(".pg-search-results li", has_text="Ink").click()
+    v.wait_thumbs(expected_thumbs(manifest, "evil/ink"))
+    assert page.locator("#pg-browser-subject").input_value() == "evil"
+    assert page.evaluate("window.pwned") is None
+    # a query nothing matches says so; Escape closes the list and keeps the text
+    page.locator(".pg-search-input").fill("zebra")
+    assert results(page) == ["Nothing matches"]
+    page.keyboard.press("Escape")
+    assert page.locator(".pg-search-results").is_hidden()
+    assert page.locator(".pg-search-input").input_value() == "zebra"
+    v.close()
+
+
+def test_search_is_instant_on_ten_thousand_images(served, browser):
+    """25 x 25 options (x 16 samples: 10,000 images): every query answers in milliseconds."""
+    url, _ = served
+    v = Visit(browser, url)
+    timings = v.page.evaluate(
+        """async (base) => {
+            const { find } = await import(new URL(base + "/assets/js/pg-search.js", location.href));
+            const words = ["red", "blue", "cat", "dog", "oil", "ink", "van", "gogh", "sunset", "storm"];
+            const axis = (name) => ({ name, label: name, options: Array.from({ length: 25 }, (_, i) => ({
+                key: `${name}${i}`, label: `${name} ${words[i % 10]} ${i}`,
+                prompt: `${words[(i * 3) % 10]} ${words[(i * 7) % 10]} detailed ${name} ${i}` })) });
+            const manifest = { axes: [axis("subject"), axis("style")] };
+            const times = [];
+            for (const q of ["r", "cat", "oil gogh", "subject 1 style 2", "detailed", "a e i o u", "zzz"]) {
+                const t = performance.now();
+                const found = find(manifest, q);
+                times.push([q, performance.now() - t, found.length]);
+            }
+            return times;
+        }""",
+        BASEURL,
+    )
+    assert all(count <= 40 for _, _, count in timings)
+    assert dict((q, n) for q, _, n in timings)["zzz"] == 0 and dict((q, n) for q, _, n in timings)["cat"] > 0
+    slowest = max(ms for _, ms, _ in timings)
+    assert slowest < 100, timings  # typically a millisecond or two
+    v.close()

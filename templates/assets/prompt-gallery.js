@@ -5,6 +5,8 @@
    gallery works under any baseurl. An ES module: deferred, strict, and run once however many
    galleries include it. */
 
+import { makeSearch } from "./pg-search.js";
+
 // Fetch JSON; a failure becomes an Error whose message is the short reason a reader is shown.
 const getJson = async (url, retry) => {
   let response;
@@ -161,6 +163,20 @@ const init = (root) => {
       show(fromDropdowns);
     });
   });
+  // The search box: a result picks an option (that axis changes) or a whole cell; the query stays in the URL.
+  const search = makeSearch(root, {
+    manifest: () => load(manifestUrl),
+    choose: (picks, query) => {
+      const cell = fromDropdowns().map((key, i) => picks[i] ?? key);
+      const url = new URL(urlFor(cell));
+      url.searchParams.set("q", query);
+      window.history.pushState(null, "", url.toString());
+      show(() => cell);
+    },
+  });
+  const queryFromUrl = () => { if (search) search.query = new URLSearchParams(window.location.search).get("q") ?? ""; };
+  queryFromUrl();
+  window.addEventListener("popstate", queryFromUrl);
   const nojs = root.querySelector(".pg-nojs");
   if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
   window.addEventListener("popstate", () => show(cellFromUrl));
