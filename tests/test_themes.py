@@ -172,3 +172,27 @@ def test_the_axe_check_sees_a_violation(sites, browser):
     assert any(line.startswith("button-name (critical)") and ".pg-lb-close" in line for line in found), found
     v.page.keyboard.press("Escape")
     v.close()
+
+
+@pytest.mark.parametrize(
+    "site,site_theme,system",
+    [*THEMES, ("alfolio", "light", "dark")],
+    ids=[*THEME_IDS, "alfolio-light-on-dark-system"],
+)
+def test_the_search_results_follow_the_theme_and_read(sites, browser, site, site_theme, system):
+    v = visit(browser, sites[site], system, site_theme)
+    v.page.locator(".pg-search-input").focus()
+    v.page.keyboard.type("ink")
+    v.page.wait_for_selector(".pg-search-results:not([hidden]) li")
+    v.page.keyboard.press("ArrowDown")  # the first result marked, the others not
+    found = contrasts(
+        v.page,
+        [".pg-search-results li[aria-selected=true]", ".pg-search-results li[aria-selected=false]"],
+    )
+    assert [f for f in found if f["ratio"] < 4.5] == [], found
+    listbox = contrasts(v.page, [".pg-search-results"])[0]
+    dark = (site_theme or system) == "dark"
+    assert (listbox["background_luminance"] < 0.05) if dark else (listbox["background_luminance"] > 0.9), listbox
+    assert axe_violations(v.page) == []  # with the list open
+    v.page.keyboard.press("Escape")
+    v.close()
