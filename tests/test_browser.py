@@ -15,7 +15,7 @@ from gallery.config import load_config
 from test_site import NASTY_LABEL, NASTY_PROMPT, jekyll_build
 
 sys.path.insert(0, str(REPO))
-from scripts.browser import CHROMIUM, FLAGS, serve_static
+from scripts.browser import CHROMIUM, serve_static
 
 REQUIRED = bool(os.environ.get("GALLERY_REQUIRE_BROWSER"))
 playwright_api = pytest.importorskip("playwright.sync_api") if not REQUIRED else __import__("playwright.sync_api")
@@ -26,15 +26,14 @@ pytestmark = pytest.mark.skipif(
 BASEURL = "/repo"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_sd):
-    """(page URL, manifest) of a gallery built by the CLI, built by Jekyll, served over HTTP."""
-    work = tmp_path_factory.mktemp("browser")
-    prompts = write_prompts(
-        work,
+def browser_prompts(folder: Path, model: Path, slug: str, samples: int) -> Path:
+    """prompts.yaml of a 2 x 2 gallery: subject (cat, and the hostile label and prompt) x style
+    (oil, and ink with a negative prompt)."""
+    return write_prompts(
+        folder,
         f"""
-        page: {{title: Browser test, slug: browser, description: tested in Chromium}}
-        render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 6}}
+        page: {{title: Browser test, slug: {slug}, description: tested in Chromium}}
+        render: {{model: {model}, steps: 2, width: 64, height: 64, samples: {samples}}}
         axes:
           subject:
             cat: a cat
@@ -46,6 +45,13 @@ def served(tmp_path_factory, tiny_sd):
             ink: {{prompt: ink drawing, label: Ink, render: {{negative_prompt: colour}}}}
     """,
     )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_sd):
+    """(page URL, manifest) of a gallery built by the CLI, built by Jekyll, served over HTTP."""
+    work = tmp_path_factory.mktemp("browser")
+    prompts = browser_prompts(work, tiny_sd, "browser", samples=6)
     assert main(["build", "-c", str(prompts)]) == 0
     root = work / "www"
     result = jekyll_build(load_config(prompts).site_dir, root / BASEURL.strip("/"), BASEURL)
@@ -56,16 +62,6 @@ def served(tmp_path_factory, tiny_sd):
     )
     with serve_static(root) as base:
         yield f"{base}{BASEURL}/projects/browser/", manifest
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield b
-        b.close()
 
 
 class Visit:
