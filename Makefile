@@ -29,11 +29,19 @@ $(VENV)/.installed-test: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps "open-clip-torch==3.3.0"
 	touch $@
 
+# axe-core (npm) for the browser tests' accessibility checks: the exact version in tests/axe's lock
+# file, checked against its hash; npm's own cache makes a second install offline. A stamp file,
+# because npm gives the files it unpacks a fixed old date.
+AXE := tests/axe/node_modules/.installed
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	npm ci --prefix tests/axe --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
 setup: $(VENV)/.installed
 
 # Each of these is the `gallery` command of the same name on $(CONFIG).
 COMMANDS := build plan render site verify prune serve publish
-.PHONY: setup $(COMMANDS) demo screenshot test lint
+.PHONY: setup $(COMMANDS) demo screenshot test lint axe
 $(COMMANDS): setup
 	$(BIN)/gallery $@ --config $(CONFIG)
 
@@ -45,7 +53,9 @@ demo: setup
 screenshot: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshot.py --config $(CONFIG) --out docs/screenshot.png
 
-test: $(VENV)/.installed-test
+axe: $(AXE)
+
+test: $(VENV)/.installed-test $(AXE)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 # Lint, format and types, as configured in pyproject.toml ([tool.ruff], [tool.mypy]); each must be clean.

@@ -7,7 +7,8 @@ What is measured
     `Request.sizes()`: response headers + response body as transferred. The page lazy-loads
     images below the fold, so "first view" is what the browser actually fetched; the page is
     then scrolled to the bottom to count the whole cell too. Each viewport runs in fresh browser
-    contexts (empty cache) several times; medians are printed.
+    contexts (empty cache) several times; medians are printed, with the JSON files each phase
+    fetched (the first view fetches the manifest index only: the default cell is in the HTML).
 
     The original hand-made page showed, per cell, 16 full PNGs upscaled 2x (Real-ESRGAN) to
     512x512 and little else, and loaded 16 new PNGs on every change. Its weight is the file
@@ -56,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -280,6 +282,11 @@ def summary(hits: list[Hit]) -> dict[str, float]:
     return out
 
 
+def json_paths(hits: list[Hit]) -> tuple[str, ...]:
+    """The JSON files fetched, in order (path and KiB transferred), to show what the JSON bytes are."""
+    return tuple(f"{urllib.parse.urlsplit(h.url).path} ({kib(h.bytes)} KiB)" for h in hits if h.kind == "json")
+
+
 async def scroll_through(page) -> None:
     """Scroll down a screen at a time, as a reader would, so lazy images come into range."""
     height = await page.evaluate("document.documentElement.scrollHeight")
@@ -305,7 +312,9 @@ async def one_visit(browser, url: str, device: dict, change: tuple[str, str, str
     try:
         await page.goto(url, wait_until="load")
         await meter.idle()
-        phases["first view"] = summary(meter.take())
+        hits = meter.take()
+        phases["first view"] = summary(hits)
+        phases["first view json"] = json_paths(hits)
         await scroll_through(page)
         await meter.idle()
         phases["rest of cell"] = summary(meter.take())
@@ -315,7 +324,9 @@ async def one_visit(browser, url: str, device: dict, change: tuple[str, str, str
         meter.take()  # nothing expected; not part of any phase
         await page.select_option(f"select[data-axis={axis}]", option)
         await meter.idle()
-        phases["one change"] = summary(meter.take())
+        hits = meter.take()
+        phases["one change"] = summary(hits)
+        phases["one change json"] = json_paths(hits)
         await scroll_through(page)
         await meter.idle()
         phases["rest of changed cell"] = summary(meter.take())
@@ -360,6 +371,8 @@ def median_of(visits: list[dict]) -> dict:
             out[key] = {k: statistics.median(v[key][k] for v in visits) for k in value}
         elif isinstance(value, bool):
             out[key] = all(v[key] for v in visits)
+        elif isinstance(value, tuple):  # the same in every visit, or each different one is listed
+            out[key] = tuple(dict.fromkeys(item for v in visits for item in v[key]))
         else:
             out[key] = statistics.median(v[key] for v in visits)
     return out
@@ -410,6 +423,11 @@ def report(
             f"  first view by type (KiB): {by_type}, images {kib(first['images'])} "
             f"({first['image count']:.0f} images), other {kib(first['other'])}"
         )
+        for phase in ("first view", "one change"):
+            files = r[f"{phase} json"]
+            print(f"  {phase} fetched {len(files)} JSON file(s): {', '.join(files) or 'none'}")
+        if any("/cell-" in f for f in r["first view json"]):
+            notes.add(f"{name}: the first view fetched a cell's file, but the default cell is in the HTML")
         rows = [
             ("first view", first, original["first"]),
             ("first view, text gzipped*", {**first, "bytes": first["gzipped"]}, original["first"]),

@@ -365,7 +365,7 @@ def _load_pretrained(picture: Picture, torch_dtype, diffusers, target: Target):
     decoder = own in AUTO_TEXT2IMAGE  # Kandinsky's: it renders with the prior its model card names
     if picture.pipeline == AUTO_PIPELINE or (decoder and picture.pipeline in ("auto", AUTO_TEXT2IMAGE[own])):
         return _load_through_auto(picture, config, local_only, torch_dtype, diffusers, target)
-    cls = getattr(diffusers, cls_name, None)
+    cls = _installed(getattr(diffusers, cls_name, None), cls_name)
     if cls is None:
         raise ModelLoadError(
             f"'{source}' needs pipeline class {cls_name}, which diffusers "
@@ -466,6 +466,26 @@ def _connected_prior(picture: Picture, local_only: bool) -> str | None:
 
 def _is_path(model: str) -> bool:
     return os.path.isabs(model) or os.path.isdir(model)
+
+
+# diffusers' names for the packages a pipeline class may need, where pip's differ
+PIP_NAMES = {"bs4": "beautifulsoup4", "opencv": "opencv-python", "k_diffusion": "k-diffusion"}
+
+
+def _installed(cls, name: str):
+    """`cls` where its packages are installed. diffusers gives a stand-in class for one whose packages
+    are missing (Kolors without sentencepiece ...), which fails later with an ImportError of many
+    lines: say here which to install."""
+    import importlib.util
+
+    backends = getattr(cls, "_backends", None) if type(cls).__name__ == "DummyObject" else None
+    if not backends:
+        return cls
+    missing = [b for b in backends if importlib.util.find_spec(b) is None] or list(backends)
+    raise ModelLoadError(
+        f"{name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+        f"pip install {' '.join(PIP_NAMES.get(b, b) for b in missing)}"
+    )
 
 
 # Inputs of pipelines that start from a picture (img2img, inpainting, ControlNet, depth2img ...):
@@ -699,7 +719,7 @@ def _load_single_file(picture: Picture, torch_dtype, diffusers):
         raise ModelLoadError(_explain_single_file_failure(picture, found, err)) from None
     own = index.get("_class_name")
     cls_name = picture.pipeline if picture.pipeline not in ("auto", "AutoPipelineForText2Image") else own
-    cls = getattr(diffusers, cls_name or "", None)
+    cls = _installed(getattr(diffusers, cls_name or "", None), cls_name or "")
     if cls is None:
         raise ModelLoadError(
             f"{name} loads with the configs of {found.source}, whose pipeline class {cls_name} diffusers "

@@ -158,7 +158,12 @@ def build_index(plan: Plan, cell_files: dict[str, str], grid_file: str | None = 
         "title": config.page.title,
         "samples": config.runtime.samples,
         "axes": [
-            {"name": a.name, "label": a.label, "options": [{"key": o.key, "label": o.label} for o in a.options]}
+            {
+                "name": a.name,
+                "label": a.label,
+                # the prompt fragment too, which the search box finds options by: bytes per option, not per cell
+                "options": [{"key": o.key, "label": o.label, "prompt": o.prompt} for o in a.options],
+            }
             for a in config.axes
         ],
         "default": list(config.page.default),

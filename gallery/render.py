@@ -145,6 +145,9 @@ class Renderer:
             "num_inference_steps": picture.steps,
             "output_type": "np",  # floats: NaN stays visible
             "use_resolution_binning": False,  # PixArt, Sana, HunyuanDiT: render the size asked, not a bin
+            # PixArt's caption cleaning runs only where bs4 and ftfy happen to be installed: off, so the
+            # same recipe makes the same picture on any machine (call: {clean_caption: true} turns it on)
+            "clean_caption": False,
         }
         if effect.sends_guidance:
             kwargs["guidance_scale"] = picture.guidance

@@ -240,6 +240,7 @@ def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]
         f"{include_dir}/gallery.html": ("gallery.html", {}),
         "assets/js/prompt-gallery.js": ("assets/prompt-gallery.js", {}),
         "assets/js/pg-grid.js": ("assets/pg-grid.js", {}),  # imported by the first when a grid shows
+        "assets/js/pg-search.js": ("assets/pg-search.js", {}),
         "assets/css/prompt-gallery.css": ("assets/prompt-gallery.css", {}),
     }
     for axis, selected in zip(config.axes, config.page.default, strict=True):

@@ -87,6 +87,21 @@ def tiny_esrgan(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module (the browser tests')."""
+    from playwright.sync_api import sync_playwright
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # scripts/ is not a package that is installed
+    from scripts.browser import CHROMIUM, FLAGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
 def write_prompts(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "prompts.yaml"

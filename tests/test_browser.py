@@ -16,7 +16,7 @@ from test_site import NASTY_LABEL, NASTY_PROMPT, jekyll_build
 
 sys.path.insert(0, str(REPO))
 from benchmarks.page_weight import store
-from scripts.browser import CHROMIUM, FLAGS, serve_static
+from scripts.browser import CHROMIUM, serve_static
 
 REQUIRED = bool(os.environ.get("GALLERY_REQUIRE_BROWSER"))
 playwright_api = pytest.importorskip("playwright.sync_api") if not REQUIRED else __import__("playwright.sync_api")
@@ -27,15 +27,14 @@ pytestmark = pytest.mark.skipif(
 BASEURL = "/repo"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_sd):
-    """(page URL, manifest) of a gallery built by the CLI, built by Jekyll, served over HTTP."""
-    work = tmp_path_factory.mktemp("browser")
-    prompts = write_prompts(
-        work,
+def browser_prompts(folder: Path, model: Path, slug: str, samples: int) -> Path:
+    """prompts.yaml of a 2 x 2 gallery: subject (cat, and the hostile label and prompt) x style
+    (oil, and ink with a negative prompt)."""
+    return write_prompts(
+        folder,
         f"""
-        page: {{title: Browser test, slug: browser, description: tested in Chromium}}
-        render: {{model: {tiny_sd}, steps: 2, width: 64, height: 64, samples: 6}}
+        page: {{title: Browser test, slug: {slug}, description: tested in Chromium}}
+        render: {{model: {model}, steps: 2, width: 64, height: 64, samples: {samples}}}
         axes:
           subject:
             cat: a cat
@@ -47,6 +46,13 @@ def served(tmp_path_factory, tiny_sd):
             ink: {{prompt: ink drawing, label: Ink, render: {{negative_prompt: colour}}}}
     """,
     )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_sd):
+    """(page URL, manifest) of a gallery built by the CLI, built by Jekyll, served over HTTP."""
+    work = tmp_path_factory.mktemp("browser")
+    prompts = browser_prompts(work, tiny_sd, "browser", samples=6)
     assert main(["build", "-c", str(prompts)]) == 0
     root = work / "www"
     result = jekyll_build(load_config(prompts).site_dir, root / BASEURL.strip("/"), BASEURL)
@@ -57,16 +63,6 @@ def served(tmp_path_factory, tiny_sd):
     )
     with serve_static(root) as base:
         yield f"{base}{BASEURL}/projects/browser/", manifest
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield b
-        b.close()
 
 
 class Visit:
@@ -660,4 +656,90 @@ def test_a_big_grid_loads_only_what_is_in_view(big_grid, browser, viewport):
     page.wait_for_function(f"{last}.complete && {last}.naturalWidth > 0")
     page.wait_for_load_state("networkidle")
     assert len(grid_requests) > before
+
+
+# -- the search box: options and cells by label and prompt text, by keyboard and pointer, in the URL --
+
+
+def results(page) -> list[str]:
+    page.wait_for_selector(".pg-search-results:not([hidden]) li")
+    return page.locator(".pg-search-results li").all_inner_texts()
+
+
+def label_of(manifest, axis: str, key: str) -> str:
+    options = next(a for a in manifest["axes"] if a["name"] == axis)["options"]
+    return next(o["label"] for o in options if o["key"] == key)
+
+
+def test_search_by_keyboard_picks_an_option_then_back_restores(served, browser):
+    url, manifest = served
+    v = Visit(browser, url, viewport={"width": 390, "height": 844})
+    page = v.page
+    box = page.locator(".pg-search-input")
+    assert box.get_attribute("role") == "combobox" and box.is_enabled()
+    box.focus()
+    page.keyboard.type("ink")
+    found = results(page)
+    assert found[0] == "Style: Ink"  # the option first, then the cells with it
+    assert f"{label_of(manifest, 'subject', 'cat')} \u00d7 Ink" in found
+    page.keyboard.press("ArrowDown")
+    assert box.get_attribute("aria-activedescendant") == page.locator(".pg-search-results li").first.get_attribute("id")
+    page.keyboard.press("Enter")
+    v.wait_thumbs(expected_thumbs(manifest, "cat/ink"))
+    assert page.locator("#pg-browser-style").input_value() == "ink"
+    assert "style=ink" in page.url and "q=ink" in page.url
+    assert page.locator(".pg-search-results").is_hidden() and box.get_attribute("aria-expanded") == "false"
+    page.go_back()
+    v.wait_thumbs(expected_thumbs(manifest, "cat/oil"))
+    assert box.input_value() == ""
+    v.close()
+
+
+def test_search_by_prompt_words_across_axes_with_the_pointer(served, browser):
+    url, manifest = served
+    v = Visit(browser, url, viewport={"width": 1280, "height": 800})
+    page = v.page
+    page.locator(".pg-search-input").fill("drawing evil")  # a prompt word of one axis, a key of the other
+    evil_ink = f"{NASTY_LABEL} \u00d7 Ink"
+    found = results(page)
+    assert found == [evil_ink]  # shown literally: the label's markup and Liquid are text
+    page.locator(".pg-search-results li", has_text="Ink").click()
+    v.wait_thumbs(expected_thumbs(manifest, "evil/ink"))
+    assert page.locator("#pg-browser-subject").input_value() == "evil"
+    assert page.evaluate("window.pwned") is None
+    # a query nothing matches says so; Escape closes the list and keeps the text
+    page.locator(".pg-search-input").fill("zebra")
+    assert results(page) == ["Nothing matches"]
+    page.keyboard.press("Escape")
+    assert page.locator(".pg-search-results").is_hidden()
+    assert page.locator(".pg-search-input").input_value() == "zebra"
+    v.close()
+
+
+def test_search_is_instant_on_ten_thousand_images(served, browser):
+    """25 x 25 options (x 16 samples: 10,000 images): every query answers in milliseconds."""
+    url, _ = served
+    v = Visit(browser, url)
+    timings = v.page.evaluate(
+        """async (base) => {
+            const { find } = await import(new URL(base + "/assets/js/pg-search.js", location.href));
+            const words = ["red", "blue", "cat", "dog", "oil", "ink", "van", "gogh", "sunset", "storm"];
+            const axis = (name) => ({ name, label: name, options: Array.from({ length: 25 }, (_, i) => ({
+                key: `${name}${i}`, label: `${name} ${words[i % 10]} ${i}`,
+                prompt: `${words[(i * 3) % 10]} ${words[(i * 7) % 10]} detailed ${name} ${i}` })) });
+            const manifest = { axes: [axis("subject"), axis("style")] };
+            const times = [];
+            for (const q of ["r", "cat", "oil gogh", "subject 1 style 2", "detailed", "a e i o u", "zzz"]) {
+                const t = performance.now();
+                const found = find(manifest, q);
+                times.push([q, performance.now() - t, found.length]);
+            }
+            return times;
+        }""",
+        BASEURL,
+    )
+    assert all(count <= 40 for _, _, count in timings)
+    assert dict((q, n) for q, _, n in timings)["zzz"] == 0 and dict((q, n) for q, _, n in timings)["cat"] > 0
+    slowest = max(ms for _, ms, _ in timings)
+    assert slowest < 100, timings  # typically a millisecond or two
     v.close()

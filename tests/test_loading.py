@@ -270,3 +270,22 @@ def test_a_prior_pipeline_is_refused_as_making_no_pictures(tmp_path, capsys):
     prompts = project(tmp_path, f"model: {model}")
     assert main(["build", "-c", str(prompts)]) == 1
     one_message(capsys.readouterr().err, "is a StableCascadePriorPipeline", "image embeddings")
+
+
+def test_a_pipeline_class_whose_packages_are_missing_names_them(tmp_path, tiny_sd, capsys, monkeypatch):
+    """diffusers stands in a placeholder class for a pipeline whose packages are not installed
+    (Kolors without sentencepiece); loading it fails deep inside with a long ImportError. The
+    gallery says which package to install, in one line, before anything renders."""
+    import diffusers
+    from diffusers.utils import DummyObject
+
+    class NeedsMorePipeline(metaclass=DummyObject):
+        _backends = ("torch", "no_such_package_here", "bs4")
+
+    monkeypatch.setattr(diffusers, "NeedsMorePipeline", NeedsMorePipeline, raising=False)
+    prompts = project(tmp_path, f"model: {tiny_sd}, pipeline: NeedsMorePipeline")
+    assert main(["build", "-c", str(prompts)]) == 1
+    err = capsys.readouterr().err
+    one_message(err, "NeedsMorePipeline needs no_such_package_here", "pip install no_such_package_here")
+    assert "pip install torch" not in err  # only what is missing
+    assert not (tmp_path / ".gallery-cache" / "images").exists()

@@ -8,6 +8,8 @@
    gallery works under any baseurl. An ES module: deferred, strict, and run once however many
    galleries include it. */
 
+import { makeSearch } from "./pg-search.js";
+
 // Fetch JSON; a failure becomes an Error whose message is the short reason a reader is shown.
 const getJson = async (url, retry) => {
   let response;
@@ -271,6 +273,25 @@ const init = (root) => {
     select.disabled = false;
     select.addEventListener("change", onChange);
   });
+  // The search box: a result picks an option (that axis changes) or a whole cell; the query stays in the URL.
+  const search = makeSearch(root, {
+    manifest: () => load(manifestUrl),
+    // an option changes its axis in the view shown; a whole cell opens in the cell view
+    choose: async (picks, query) => {
+      const cell = selects.map((select, i) => picks[i] ?? select.value);
+      const manifest = await load(manifestUrl);
+      const before = state ?? readState(manifest, window.location.search);
+      const whole = selects.every((_, i) => picks[i] !== undefined && picks[i] !== null);
+      const s = { ...before, cell, view: whole ? "cell" : before.view };
+      const url = new URL(writeState(manifest, s));
+      url.searchParams.set("q", query);
+      window.history.pushState(null, "", url.toString());
+      show(() => s);
+    },
+  });
+  const queryFromUrl = () => { if (search) search.query = new URLSearchParams(window.location.search).get("q") ?? ""; };
+  queryFromUrl();
+  window.addEventListener("popstate", queryFromUrl);
   const nojs = root.querySelector(".pg-nojs");
   if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
   window.addEventListener("popstate", () => show((manifest) => readState(manifest, window.location.search)));
