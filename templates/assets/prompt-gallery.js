@@ -50,6 +50,24 @@ const missingNote = (manifest, cell) => {
   return missing > 0 ? `${missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
 };
 
+// [compare] pg-compare.js is imported the first time a lightbox opens or the URL names a pair
+// (?compare=...), so the first view costs no more. `context`: see attach in pg-compare.js.
+const compareFor = (context) => {
+  let loaded = null;
+  const ready = () =>
+    (loaded ??= import("./pg-compare.js").then((module) => module.attach(context)).catch((error) => {
+      loaded = null;  // tried again next time
+      console.warn(`prompt gallery: compare: ${error.message}`);
+      return null;
+    }));
+  const named = () => new URLSearchParams(window.location.search).has("compare");
+  return {
+    fromUrl: () => named() && ready(),
+    showing: (dialog, path, sample) => ready().then((compare) => compare?.showing(dialog, path, sample)),
+  };
+};
+// [/compare]
+
 const init = (root) => {
   const manifestUrl = new URL(root.dataset.manifest, document.baseURI);
   const siteRoot = new URL(root.dataset.root, document.baseURI);
@@ -59,7 +77,10 @@ const init = (root) => {
   const negativeText = root.querySelector(".pg-negative-text");
   const status = root.querySelector(".pg-status");  // the live region: messages are shown and announced
   const selects = [...root.querySelectorAll("select[data-axis]")];
-  const lightbox = makeLightbox(root, siteRoot);
+  const compare = compareFor({  // [compare]
+    root, siteRoot, manifest: () => load(manifestUrl), cell: (manifest, path) => loadCell(manifest, path), say: (text) => say(text),
+  });
+  const lightbox = makeLightbox(root, siteRoot, compare);  // [compare] passes `compare`
   const loadCell = (manifest, path) => load(new URL(manifest.cells[path], siteRoot));
 
   // The cell whose images are on the page: at first the one the HTML holds, whose options are
@@ -146,7 +167,7 @@ const init = (root) => {
     const path = shown;
     try {
       const manifest = await load(manifestUrl);
-      lightbox.open(manifest, await loadCell(manifest, path), index, link);
+      lightbox.open(manifest, await loadCell(manifest, path), index, link, path);  // [compare] passes `path`
       say(note);  // a message from a failed click before is out of date
     } catch (error) {
       sayFailed("these images", error);
@@ -164,16 +185,19 @@ const init = (root) => {
   const nojs = root.querySelector(".pg-nojs");
   if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
   window.addEventListener("popstate", () => show(cellFromUrl));
+  window.addEventListener("popstate", compare.fromUrl);  // [compare]
   show(cellFromUrl);
+  compare.fromUrl();  // [compare] a link to a compare opens it
 };
 
-const makeLightbox = (root, siteRoot) => {
+const makeLightbox = (root, siteRoot, compare) => {  // [compare] `compare`
   const dialog = root.querySelector(".pg-lightbox");
   const title = dialog.querySelector(".pg-lb-title");
   const img = dialog.querySelector(".pg-lb-img");
   const recipe = dialog.querySelector(".pg-recipe");
   let manifest = null;
   let cell = null;
+  let path = null;  // [compare] the cell's path
   let index = 0;
   let opener = null;
 
@@ -206,6 +230,7 @@ const makeLightbox = (root, siteRoot) => {
     if (s.call) rows.push(row("Call", Object.entries(s.call).map(([k, v]) => `${k}: ${v}`).join(", ")));
     if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
     recipe.replaceChildren(...rows.flat());
+    compare.showing(dialog, path, image.sample);  // [compare] the mark and compare buttons follow the image
   };
 
   const move = (step) => {
@@ -234,9 +259,10 @@ const makeLightbox = (root, siteRoot) => {
   });
 
   return {
-    open: (withManifest, data, i, from) => {
+    open: (withManifest, data, i, from, cellPath) => {  // [compare] `cellPath`
       manifest = withManifest;
       cell = data;
+      path = cellPath;  // [compare]
       index = Math.max(0, i);
       opener = from;
       render();
