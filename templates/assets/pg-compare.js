@@ -52,26 +52,9 @@ const optionsOf = (manifest, path) => {
 
 export const cellLabel = (manifest, path) => (optionsOf(manifest, path) ?? []).map((o) => o.label).join(" \u00d7 ");
 
-// One image's recipe as [key, term, value] rows: the cell's options, then what the lightbox shows
-// (prompt, negative prompt, seed, steps, guidance, scheduler, size, model, quantization, LoRAs,
-// call arguments, upscaler), each only where the cell's settings hold it.
-export const recipeRows = (manifest, path, cell, image) => {
-  const s = cell.settings;
-  const [width, height] = cell.full_size;
-  const rows = manifest.axes.map((axis, i) => [`axis:${axis.name}`, axis.label, optionsOf(manifest, path)[i].label]);
-  rows.push(["prompt", "Prompt", cell.prompt]);
-  if (cell.negative_prompt) rows.push(["negative", "Negative prompt", cell.negative_prompt]);
-  rows.push(["seed", "Seed", image.seed], ["steps", "Steps", s.steps]);
-  if (s.cfg !== undefined) rows.push(["cfg", "CFG scale", s.cfg]);
-  if (s.distilled_cfg !== undefined) rows.push(["distilled", "Distilled CFG scale", s.distilled_cfg]);
-  rows.push(["scheduler", "Scheduler", s.scheduler], ["size", "Size", `${s.width}\u00d7${s.height}`]);
-  rows.push(["model", "Model", s.model]);
-  if (s.quantize) rows.push(["quantize", "Quantized", s.quantize]);
-  if (s.loras) rows.push(["loras", "LoRAs", s.loras.map((l) => `${l.name} \u00d7${l.scale}`).join(", ")]);
-  if (s.call) rows.push(["call", "Call", Object.entries(s.call).map(([k, v]) => `${k}: ${v}`).join(", ")]);
-  if (s.upscaler) rows.push(["upscaler", "Upscaled", `${s.upscaler} to ${width}\u00d7${height}`]);
-  return rows.map(([key, term, value]) => [key, term, String(value)]);
-};
+// The cell's options as recipe rows ([key, term, value]), to stand before the lightbox's own.
+const optionRows = (manifest, path) =>
+  manifest.axes.map((axis, i) => [`axis:${axis.name}`, axis.label, optionsOf(manifest, path)[i].label]);
 
 // Both recipes side by side: [term, value A, value B, differs], in the recipe's order (a row only
 // B has goes after the row before it in B). A setting one of them lacks (a negative prompt, a
@@ -125,7 +108,9 @@ const stylesheet = () =>
 
 /* `context`, from prompt-gallery.js: root (the gallery's element), siteRoot (URL), manifest()
    (a promise of the index), cell(manifest, path) (a promise of a cell's file), say(text) (the
-   gallery's live region). Returns what the lightbox calls as it shows an image. */
+   gallery's live region), recipe(cell, image) (the lightbox's recipe rows, [key, term, value]),
+   alt(manifest, cell, image) (an image's alt text). Returns what the lightbox calls as it shows
+   an image. */
 export const attach = (context) => {
   const { root, siteRoot } = context;
   const wide = window.matchMedia(WIDE);
@@ -333,7 +318,10 @@ export const attach = (context) => {
   };
 
   const renderRecipes = (manifest, pair, cells, images) => {
-    const [rowsA, rowsB] = pair.map(({ path }, i) => recipeRows(manifest, path, cells[i], images[i]));
+    const [rowsA, rowsB] = pair.map(({ path }, i) => [
+      ...optionRows(manifest, path),
+      ...context.recipe(cells[i], images[i]),
+    ]);
     const rows = diffRecipes(rowsA, rowsB);
     const differing = rows.filter((row) => row[3]).map((row) => row[0]);
     const caption = element("caption", "pg-cmp-summary");
@@ -363,8 +351,7 @@ export const attach = (context) => {
   const render = (manifest, pair, cells, images) => {
     ui.labels = pair.map((image) => describe(manifest, image));
     const source = (i) => new URL(images[i].full, siteRoot).toString();
-    const alt = (i) =>
-      `${"AB"[i]}: ${cells[i].prompt} (sample ${images[i].sample + 1} of ${manifest.samples}, seed ${images[i].seed})`;
+    const alt = (i) => `${"AB"[i]}: ${context.alt(manifest, cells[i], images[i])}`;
     [ui.sideA, ui.sideB].forEach((side, i) => {
       side.caption.textContent = `${side.letter}: ${ui.labels[i]}`;
       side.img.src = source(i);

@@ -45,6 +45,26 @@ const load = async (url) => {
 const altText = (manifest, cell, image) =>
   `${cell.prompt} (sample ${image.sample + 1} of ${manifest.samples}, seed ${image.seed})`;
 
+// One image's recipe as [key, term, value] rows, each only where the cell's settings hold it (see
+// settings_of in gallery/manifest.py): the lightbox lists them, the compare sets two side by side.
+const recipeRows = (cell, image) => {
+  const s = cell.settings;
+  const [width, height] = cell.full_size;
+  const rows = [];  // ("[" twice in a row would open a Jinja variable: this file is a template)
+  rows.push(["prompt", "Prompt", cell.prompt]);
+  if (cell.negative_prompt) rows.push(["negative", "Negative prompt", cell.negative_prompt]);
+  rows.push(["seed", "Seed", image.seed], ["steps", "Steps", s.steps]);
+  if (s.cfg !== undefined) rows.push(["cfg", "CFG scale", s.cfg]);
+  if (s.distilled_cfg !== undefined) rows.push(["distilled", "Distilled CFG scale", s.distilled_cfg]);
+  rows.push(["scheduler", "Scheduler", s.scheduler], ["size", "Size", `${s.width}\u00d7${s.height}`]);
+  rows.push(["model", "Model", s.model]);
+  if (s.quantize) rows.push(["quantize", "Quantized", s.quantize]);
+  if (s.loras) rows.push(["loras", "LoRAs", s.loras.map((l) => `${l.name} \u00d7${l.scale}`).join(", ")]);
+  if (s.call) rows.push(["call", "Call", Object.entries(s.call).map(([k, v]) => `${k}: ${v}`).join(", ")]);
+  if (s.upscaler) rows.push(["upscaler", "Upscaled", `${s.upscaler} to ${width}\u00d7${height}`]);
+  return rows.map(([key, term, value]) => [key, term, String(value)]);
+};
+
 const missingNote = (manifest, cell) => {
   const missing = manifest.samples - cell.images.length;
   return missing > 0 ? `${missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
@@ -79,6 +99,7 @@ const init = (root) => {
   const selects = [...root.querySelectorAll("select[data-axis]")];
   const compare = compareFor({  // [compare]
     root, siteRoot, manifest: () => load(manifestUrl), cell: (manifest, path) => loadCell(manifest, path), say: (text) => say(text),
+    recipe: recipeRows, alt: altText,
   });
   const lightbox = makeLightbox(root, siteRoot, compare);  // [compare] passes `compare`
   const loadCell = (manifest, path) => load(new URL(manifest.cells[path], siteRoot));
@@ -211,7 +232,6 @@ const makeLightbox = (root, siteRoot, compare) => {  // [compare] `compare`
 
   const render = () => {
     const image = cell.images[index];
-    const s = cell.settings;
     const [width, height] = cell.full_size;
     const rendered = cell.images.length < manifest.samples ? ` (${cell.images.length} rendered)` : "";
     title.textContent = `Sample ${image.sample + 1} of ${manifest.samples}${rendered}`;
@@ -219,17 +239,7 @@ const makeLightbox = (root, siteRoot, compare) => {  // [compare] `compare`
     img.width = width;
     img.height = height;
     img.alt = altText(manifest, cell, image);
-    const rows = [row("Prompt", cell.prompt)];
-    if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
-    rows.push(row("Seed", image.seed), row("Steps", s.steps));
-    if (s.cfg !== undefined) rows.push(row("CFG scale", s.cfg));
-    if (s.distilled_cfg !== undefined) rows.push(row("Distilled CFG scale", s.distilled_cfg));
-    rows.push(row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
-    if (s.quantize) rows.push(row("Quantized", s.quantize));
-    if (s.loras) rows.push(row("LoRAs", s.loras.map((l) => `${l.name} \u00d7${l.scale}`).join(", ")));
-    if (s.call) rows.push(row("Call", Object.entries(s.call).map(([k, v]) => `${k}: ${v}`).join(", ")));
-    if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
-    recipe.replaceChildren(...rows.flat());
+    recipe.replaceChildren(...recipeRows(cell, image).flatMap(([, term, value]) => row(term, value)));
     compare.showing(dialog, path, image.sample);  // [compare] the mark and compare buttons follow the image
   };
 
