@@ -97,11 +97,7 @@ const init = (root) => {
   const negativeText = root.querySelector(".pg-negative-text");
   const status = root.querySelector(".pg-status");  // the live region: messages are shown and announced
   const selects = [...root.querySelectorAll("select[data-axis]")];
-  const compare = compareFor({  // [compare]
-    root, siteRoot, manifest: () => load(manifestUrl), cell: (manifest, path) => loadCell(manifest, path), say: (text) => say(text),
-    recipe: recipeRows, alt: altText,
-  });
-  const lightbox = makeLightbox(root, siteRoot, compare);  // [compare] passes `compare`
+  const lightbox = makeLightbox(root, siteRoot);
   const loadCell = (manifest, path) => load(new URL(manifest.cells[path], siteRoot));
 
   // The cell whose images are on the page: at first the one the HTML holds, whose options are
@@ -188,7 +184,7 @@ const init = (root) => {
     const path = shown;
     try {
       const manifest = await load(manifestUrl);
-      lightbox.open(manifest, await loadCell(manifest, path), index, link, path);  // [compare] passes `path`
+      lightbox.open(manifest, await loadCell(manifest, path), index, link, path);
       say(note);  // a message from a failed click before is out of date
     } catch (error) {
       sayFailed("these images", error);
@@ -206,19 +202,31 @@ const init = (root) => {
   const nojs = root.querySelector(".pg-nojs");
   if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
   window.addEventListener("popstate", () => show(cellFromUrl));
-  window.addEventListener("popstate", compare.fromUrl);  // [compare]
   show(cellFromUrl);
-  compare.fromUrl();  // [compare] a link to a compare opens it
+
+  // [compare] the lightbox's mark and compare buttons follow the image it shows; a link to a
+  // compare opens it
+  const compare = compareFor({
+    root, siteRoot, manifest: () => load(manifestUrl), cell: (manifest, path) => loadCell(manifest, path), say,
+    recipe: recipeRows, alt: altText,
+  });
+  root.addEventListener("pg-lightbox-show", ({ detail }) => compare.showing(lightbox.dialog, detail.path, detail.image.sample));
+  window.addEventListener("popstate", compare.fromUrl);
+  compare.fromUrl();
+  // [/compare]
 };
 
-const makeLightbox = (root, siteRoot, compare) => {  // [compare] `compare`
+// The lightbox: one image, full size, with its recipe. Other modules (the compare) see it through
+// `dialog`, `current()` (what it shows: {manifest, cell, image, path}) and a "pg-lightbox-show"
+// event on the gallery's root, whose detail is current(), each time it shows an image.
+const makeLightbox = (root, siteRoot) => {
   const dialog = root.querySelector(".pg-lightbox");
   const title = dialog.querySelector(".pg-lb-title");
   const img = dialog.querySelector(".pg-lb-img");
   const recipe = dialog.querySelector(".pg-recipe");
   let manifest = null;
   let cell = null;
-  let path = null;  // [compare] the cell's path
+  let path = null;  // the cell's path
   let index = 0;
   let opener = null;
 
@@ -230,6 +238,8 @@ const makeLightbox = (root, siteRoot, compare) => {  // [compare] `compare`
     return [dt, dd];
   };
 
+  const current = () => ({ manifest, cell, image: cell?.images[index] ?? null, path });
+
   const render = () => {
     const image = cell.images[index];
     const [width, height] = cell.full_size;
@@ -240,7 +250,7 @@ const makeLightbox = (root, siteRoot, compare) => {  // [compare] `compare`
     img.height = height;
     img.alt = altText(manifest, cell, image);
     recipe.replaceChildren(...recipeRows(cell, image).flatMap(([, term, value]) => row(term, value)));
-    compare.showing(dialog, path, image.sample);  // [compare] the mark and compare buttons follow the image
+    root.dispatchEvent(new CustomEvent("pg-lightbox-show", { detail: current() }));
   };
 
   const move = (step) => {
@@ -269,10 +279,12 @@ const makeLightbox = (root, siteRoot, compare) => {  // [compare] `compare`
   });
 
   return {
-    open: (withManifest, data, i, from, cellPath) => {  // [compare] `cellPath`
+    dialog,
+    current,
+    open: (withManifest, data, i, from, cellPath) => {
       manifest = withManifest;
       cell = data;
-      path = cellPath;  // [compare]
+      path = cellPath;
       index = Math.max(0, i);
       opener = from;
       render();
