@@ -242,6 +242,9 @@ def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]
         "assets/js/pg-grid.js": ("assets/pg-grid.js", {}),  # imported by the first when a grid shows
         "assets/js/pg-search.js": ("assets/pg-search.js", {}),
         "assets/css/prompt-gallery.css": ("assets/prompt-gallery.css", {}),
+        # the compare view, loaded by prompt-gallery.js when first needed
+        "assets/js/pg-compare.js": ("assets/pg-compare.js", {}),
+        "assets/css/pg-compare.css": ("assets/pg-compare.css", {}),
     }
     for axis, selected in zip(config.axes, config.page.default, strict=True):
         files[f"{include_dir}/select-{axis.name}.html"] = ("select.html", {"axis": axis, "selected": selected})

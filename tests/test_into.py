@@ -59,6 +59,8 @@ def test_into_writes_only_the_gallery_and_shows_the_card(tmp_path, tiny_sd, alfo
                 "assets/js/pg-grid.js",
                 "assets/js/pg-search.js",
                 "assets/css/prompt-gallery.css",
+                "assets/js/pg-compare.js",
+                "assets/css/pg-compare.css",
                 "assets/img/tiny-test/",
                 ".prompt-gallery/",
             )

@@ -50,6 +50,35 @@ const load = async (url) => {
 const altText = (manifest, cell, image) =>
   `${cell.prompt} (sample ${image.sample + 1} of ${manifest.samples}, seed ${image.seed})`;
 
+// One image's recipe as [key, term, value] rows, each only where the cell's settings hold it (see
+// settings_of in gallery/manifest.py): the lightbox lists them, the compare sets two side by side.
+const recipeRows = (cell, image) => {
+  const s = cell.settings;
+  const [width, height] = cell.full_size;
+  const rows = [];  // ("[" twice in a row would open a Jinja variable: this file is a template)
+  rows.push(["prompt", "Prompt", cell.prompt]);
+  if (cell.negative_prompt) rows.push(["negative", "Negative prompt", cell.negative_prompt]);
+  rows.push(["seed", "Seed", image.seed], ["steps", "Steps", s.steps]);
+  if (s.cfg !== undefined) rows.push(["cfg", "CFG scale", s.cfg]);
+  if (s.distilled_cfg !== undefined) rows.push(["distilled", "Distilled CFG scale", s.distilled_cfg]);
+  rows.push(["scheduler", "Scheduler", s.scheduler], ["size", "Size", `${s.width}\u00d7${s.height}`]);
+  rows.push(["model", "Model", s.model]);
+  if (s.quantize) rows.push(["quantize", "Quantized", s.quantize]);
+  if (s.loras) rows.push(["loras", "LoRAs", s.loras.map((l) => `${l.name} \u00d7${l.scale}`).join(", ")]);
+  if (s.call) rows.push(["call", "Call", Object.entries(s.call).map(([k, v]) => `${k}: ${v}`).join(", ")]);
+  if (s.upscaler) rows.push(["upscaler", "Upscaled", `${s.upscaler} to ${width}\u00d7${height}`]);
+  return rows.map(([key, term, value]) => [key, term, String(value)]);
+};
+
+// A click on a dialog's backdrop (outside its box) closes it, as people expect (the lightbox, the compare).
+const closeOnBackdrop = (dialog) => dialog.addEventListener("click", (event) => {
+  if (event.target !== dialog) return;
+  const box = dialog.getBoundingClientRect();
+  const inside = event.clientX >= box.left && event.clientX <= box.right &&
+    event.clientY >= box.top && event.clientY <= box.bottom;
+  if (!inside) dialog.close();
+});
+
 const missingNote = (manifest, cell) => {
   const missing = manifest.samples - cell.images.length;
   return missing > 0 ? `${missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
@@ -95,6 +124,24 @@ const writeState = (manifest, state) => {
   }
   return url.toString();
 };
+
+// [compare] pg-compare.js is imported the first time a lightbox opens or the URL names a pair
+// (?compare=...), so the first view costs no more. `context`: see attach in pg-compare.js.
+const compareFor = (context) => {
+  let loaded = null;
+  const ready = () =>
+    (loaded ??= import("./pg-compare.js").then((module) => module.attach(context)).catch((error) => {
+      loaded = null;  // tried again next time
+      console.warn(`prompt gallery: compare: ${error.message}`);
+      return null;
+    }));
+  const named = () => new URLSearchParams(window.location.search).has("compare");
+  return {
+    fromUrl: () => named() && ready(),
+    showing: (dialog, path, sample) => ready().then((compare) => compare?.showing(dialog, path, sample)),
+  };
+};
+// [/compare]
 
 const init = (root) => {
   const manifestUrl = new URL(root.dataset.manifest, document.baseURI);
@@ -228,7 +275,7 @@ const init = (root) => {
     const path = shown;
     try {
       const manifest = await load(manifestUrl);
-      lightbox.open(manifest, await loadCell(manifest, path), index, link);
+      lightbox.open(manifest, await loadCell(manifest, path), index, link, null, path);
       say(note);  // a message from a failed click before is out of date
     } catch (error) {
       sayFailed("these images", error);
@@ -296,6 +343,17 @@ const init = (root) => {
   if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
   window.addEventListener("popstate", () => show((manifest) => readState(manifest, window.location.search)));
   show((manifest) => readState(manifest, window.location.search));
+
+  // [compare] the lightbox's mark and compare buttons follow the image it shows; a link to a
+  // compare opens it
+  const compare = compareFor({
+    root, siteRoot, manifest: () => load(manifestUrl), cell: (manifest, path) => loadCell(manifest, path), say,
+    recipe: recipeRows, alt: altText, closeOnBackdrop,
+  });
+  root.addEventListener("pg-lightbox-show", ({ detail }) => compare.showing(lightbox.dialog, detail.path, detail.image.sample));
+  window.addEventListener("popstate", compare.fromUrl);
+  compare.fromUrl();
+  // [/compare]
 };
 
 // The lightbox: one image, full size, with its recipe. Its public shape, for other modules (a
@@ -311,6 +369,7 @@ const makeLightbox = (root, siteRoot) => {
   const recipe = dialog.querySelector(".pg-recipe");
   let manifest = null;
   let cell = null;
+  let path = null;  // the cell's path
   let index = 0;
   let opener = null;
   let nav = null;
@@ -328,12 +387,11 @@ const makeLightbox = (root, siteRoot) => {
     manifest,
     cell,
     image: cell?.images[index] ?? null,
-    path: nav ? nav.path(opener) : null,
+    path: nav ? nav.path(opener) : path,
   });
 
   const render = () => {
     const image = cell.images[index];
-    const s = cell.settings;
     const [width, height] = cell.full_size;
     const rendered = cell.images.length < manifest.samples ? ` (${cell.images.length} rendered)` : "";
     const where = nav ? `${nav.labels(opener).join(" \u00d7 ")}: ` : "";
@@ -342,17 +400,7 @@ const makeLightbox = (root, siteRoot) => {
     img.width = width;
     img.height = height;
     img.alt = altText(manifest, cell, image);
-    const rows = [row("Prompt", cell.prompt)];
-    if (cell.negative_prompt) rows.push(row("Negative prompt", cell.negative_prompt));
-    rows.push(row("Seed", image.seed), row("Steps", s.steps));
-    if (s.cfg !== undefined) rows.push(row("CFG scale", s.cfg));
-    if (s.distilled_cfg !== undefined) rows.push(row("Distilled CFG scale", s.distilled_cfg));
-    rows.push(row("Scheduler", s.scheduler), row("Size", `${s.width}\u00d7${s.height}`), row("Model", s.model));
-    if (s.quantize) rows.push(row("Quantized", s.quantize));
-    if (s.loras) rows.push(row("LoRAs", s.loras.map((l) => `${l.name} \u00d7${l.scale}`).join(", ")));
-    if (s.call) rows.push(row("Call", Object.entries(s.call).map(([k, v]) => `${k}: ${v}`).join(", ")));
-    if (s.upscaler) rows.push(row("Upscaled", `${s.upscaler} to ${width}\u00d7${height}`));
-    recipe.replaceChildren(...rows.flat());
+    recipe.replaceChildren(...recipeRows(cell, image).flatMap(([, term, value]) => row(term, value)));
     root.dispatchEvent(new CustomEvent("pg-lightbox-show", { detail: current() }));
   };
 
@@ -385,14 +433,7 @@ const makeLightbox = (root, siteRoot) => {
     event.preventDefault();
     move(...step);
   });
-  // A click on the backdrop (outside the dialog's box) closes it, as people expect.
-  dialog.addEventListener("click", (event) => {
-    if (event.target !== dialog) return;
-    const box = dialog.getBoundingClientRect();
-    const inside = event.clientX >= box.left && event.clientX <= box.right &&
-      event.clientY >= box.top && event.clientY <= box.bottom;
-    if (!inside) dialog.close();
-  });
+  closeOnBackdrop(dialog);
   dialog.addEventListener("close", () => {
     img.removeAttribute("src");
     moves++;
@@ -402,9 +443,10 @@ const makeLightbox = (root, siteRoot) => {
   return {
     dialog,
     current,
-    open: (withManifest, data, i, from, withNav = null) => {
+    open: (withManifest, data, i, from, withNav = null, cellPath = null) => {
       manifest = withManifest;
       cell = data;
+      path = cellPath;
       index = Math.max(0, i);
       opener = from;
       nav = withNav;
