@@ -160,6 +160,22 @@ def test_axe_finds_nothing_serious_in_the_cell_view_and_the_lightbox(
     v.close()
 
 
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+@pytest.mark.parametrize("site,site_theme,system", THEMES, ids=THEME_IDS)
+def test_axe_finds_nothing_serious_in_the_grid_and_compare_views(sites, browser, viewport, site, site_theme, system):
+    """The grid (with the hostile label among its headers) and the compare dialog (both recipes),
+    in every theme, at phone and desktop sizes."""
+    v = visit(browser, sites[site] + "?view=grid&rows=subject&cols=style&sample=1", system, site_theme, viewport)
+    v.page.wait_for_selector(".pg-table a.pg-glink img[src]")
+    assert axe_violations(v.page) == []
+    v.close()
+    v = visit(browser, sites[site] + "?compare=cat/oil:1,evil/ink:2", system, site_theme, viewport)
+    v.page.wait_for_function("document.querySelector('dialog.pg-compare')?.open === true", timeout=10_000)
+    assert axe_violations(v.page) == []
+    v.page.keyboard.press("Escape")
+    v.close()
+
+
 def test_the_axe_check_sees_a_violation(sites, browser):
     """The check above can fail: a lightbox button stripped of its name is reported."""
     v = visit(browser, sites["standalone"], "light")
