@@ -1,6 +1,8 @@
 """Take a screenshot of the built gallery page in a real browser (Debian's Chromium via Playwright).
 
     python scripts/screenshot.py [--config prompts.yaml] [--out docs/screenshot.png] [--lightbox]
+                                 [--query '?view=grid&rows=subject&cols=style&sample=1']
+                                 [--query '?compare=cat/oil:1,cat/ink:1']   (the compare dialog)
 
 The site is built with Jekyll when it is installed (otherwise shown through `gallery serve`'s
 preview) and served from 127.0.0.1; nothing is fetched from anywhere else.
@@ -74,13 +76,17 @@ def main() -> int:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         page.goto(url)
-        page.wait_for_selector("select[data-axis]:not([disabled])")
+        page.wait_for_function("document.querySelector('select[data-axis]:not([disabled])')")  # the script ran
         page.wait_for_load_state("networkidle")
         if args.lightbox:
             page.locator(".pg-grid a.pg-link").nth(1).click()
             page.wait_for_function("document.querySelector('.pg-lb-img').complete")
+        dialog = args.lightbox or "compare=" in args.query
+        if "compare=" in args.query:
+            page.wait_for_function("document.querySelector('dialog.pg-compare')?.open === true")
+            page.wait_for_function("[...document.querySelectorAll('dialog.pg-compare img')].every(i => i.complete)")
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(args.out), full_page=not args.lightbox)
+        page.screenshot(path=str(args.out), full_page=not dialog)
         browser.close()
     print(f"screenshot: {args.out}")
     return 0
