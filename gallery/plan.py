@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from gallery import families, schedulers
 from gallery.config import Axis, Config, Picture, Upscale
@@ -143,7 +144,15 @@ def expand(
                 prompt,
                 picture,
                 model_id,
-                cache_key(picture, model_id, prompt, config.runtime.seed + i, effect, config_id, lora_ids),
+                cache_key(
+                    picture,
+                    model_id,
+                    prompt,
+                    config.runtime.seed + i,
+                    effect=effect,
+                    config_id=config_id,
+                    lora_ids=lora_ids,
+                ),
                 effect,
                 config_id,
                 lora_ids,
@@ -257,16 +266,9 @@ def recipe(
     return recipe_
 
 
-def cache_key(
-    picture: Picture,
-    model_id: str,
-    prompt: str,
-    seed: int,
-    effect: Effect | None = None,
-    config_id: str | None = None,
-    lora_ids: tuple[str, ...] = (),
-) -> str:
-    return recipe_key(recipe(picture, model_id, prompt, seed, effect, config_id, lora_ids))
+def cache_key(picture: Picture, model_id: str, prompt: str, seed: int, **more: Any) -> str:
+    """The key of recipe(); `more`: its keyword arguments (effect, config_id, lora_ids)."""
+    return recipe_key(recipe(picture, model_id, prompt, seed, **more))
 
 
 def recipe_key(recipe_: dict) -> str:
