@@ -41,7 +41,7 @@ setup: $(VENV)/.installed
 
 # Each of these is the `gallery` command of the same name on $(CONFIG).
 COMMANDS := build plan render site verify prune serve publish
-.PHONY: setup $(COMMANDS) demo screenshot test lint axe
+.PHONY: setup $(COMMANDS) demo screenshot test lint axe gpu-wheels
 $(COMMANDS): setup
 	$(BIN)/gallery $@ --config $(CONFIG)
 
@@ -64,3 +64,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The packages benchmarks/gpu.sh installs on a GPU machine that has PyTorch and transformers but no
+# network: pure-Python wheels (any Python 3, any platform), about 5 MB, into benchmarks/wheels/
+# (git-ignored; carry it with the checkout). Then, there: bash benchmarks/gpu.sh
+GPU_WHEELS ?= diffusers==0.42.1 importlib_metadata==10.2.0 spandrel==0.4.2 open-clip-torch==3.3.0
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: -d benchmarks/wheels $(GPU_WHEELS)

@@ -104,14 +104,13 @@ class Plain:
 
 
 class Ours:
-    label = "ours"
-
     def __init__(
         self, weights: Path, sources: list[Path], size: int, scale: int, out: Path, dtype: str, batch: str, tile: int
     ):
         from gallery.project import open_project
 
-        self.project, self.sources = out / "ours", sources
+        self.label = "ours" if batch == "auto" else f"ours batch {batch}"
+        self.project, self.sources = out / self.label.replace(" ", "-"), sources
         self.project.mkdir()
         prompts = self.project / "prompts.yaml"
         options = ", ".join(f"p{i}: picture {i}" for i in range(len(sources)))
@@ -157,7 +156,11 @@ def main() -> int:
     parser.add_argument(
         "--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"), help="ours' dtype"
     )
-    parser.add_argument("--batch", default="auto", help="ours' batch_size (tiles per call): auto or a number")
+    parser.add_argument(
+        "--batch",
+        default="auto",
+        help="ours' batch_size (tiles per call): auto or a number, or several (auto,8,16): one side each",
+    )
     parser.add_argument("--tile", type=int, default=512, help="ours' tile (0: whole pictures)")
     args = parser.parse_args()
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, Path.cwd()), *sys.argv])
@@ -182,25 +185,27 @@ def main() -> int:
         build(args.workload, weights)
         sources = pictures(work / "sources", images, size)
         print(f"== {args.workload}: {size}px -> {size * scale}px, {images} pictures, {repeats} repeat(s)")
-        sides = [
-            Plain(weights, sources, device, work),
-            Ours(weights, sources, size, scale, work, args.dtype, args.batch, args.tile),
+        ours = [
+            Ours(weights, sources, size, scale, work, args.dtype, batch, args.tile) for batch in args.batch.split(",")
         ]
-        measured = side_by_side(sides, repeats)
-        plain, ours = statistics.median(measured["plain"]), statistics.median(measured["ours"])
-        used = sides[1].used
+        measured = side_by_side([Plain(weights, sources, device, work), *ours], repeats)
+        plain = statistics.median(measured["plain"])
         print(f"  plain float32: {', '.join(f'{x:.3f}' for x in measured['plain'])} img/s")
-        print(
-            f"  ours  {used['dtype']}: {', '.join(f'{x:.3f}' for x in measured['ours'])} img/s; "
-            f"{used['tiles']} tile(s) per picture, up to {used['batch_size']} per call, {used['device']}"
-        )
+        for side in ours:
+            used = side.used
+            print(
+                f"  {side.label} {used['dtype']}: {', '.join(f'{x:.3f}' for x in measured[side.label])} img/s; "
+                f"{used['tiles']} tile(s) per picture, up to {used['batch_size']} per call, {used['device']}"
+            )
         print(f"load average at end: {_load()}")
-        print("\n| workload | device | ours dtype | pictures | plain img/s | ours img/s | ours/plain |")
-        print("|---|---|---|---|---|---|---|")
-        print(
-            f"{args.workload} | {where} | {used['dtype']} | {images} x {size}px | {plain:.3f} | {ours:.3f} | "
-            f"{ours / plain:.2f}x |"
-        )
+        print("\n| workload | device | ours | ours dtype | pictures | plain img/s | ours img/s | ours/plain |")
+        print("|---|---|---|---|---|---|---|---|")
+        for side in ours:
+            rate = statistics.median(measured[side.label])
+            print(
+                f"{args.workload} | {where} | {side.label} | {side.used['dtype']} | {images} x {size}px | "
+                f"{plain:.3f} | {rate:.3f} | {rate / plain:.2f}x |"
+            )
         print(f"\ncommand: {command}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

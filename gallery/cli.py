@@ -372,6 +372,11 @@ def _render(config: Config, plan: Plan, cache: Cache, entries: dict) -> int:
         f"render: {report.rendered} images in {_duration(report.seconds)} ({rate:.2f} img/s, "
         f"batch up to {report.batch_size}, {report.device}, {report.dtype}); "
         f"{len(plan.jobs) - report.rendered} were cached"
+        + (
+            f"; of that, about {_duration(report.compile_seconds)} compiling (render.compile)"
+            if report.compile_seconds
+            else ""
+        )
     )
     entries.update(cache.whole_entries(job.key for job in missing))
     return _report_unusable("render", report.rejected)

@@ -123,6 +123,10 @@ class Runtime:
     attention_slicing: bool
     vae_tiling: bool
     cpu_offload: str  # "none", "model", "sequential" or "group"
+    # the accelerations (gallery/speedups.py); `auto` is resolved for the device there
+    compile: str = "auto"  # "off", "denoiser" or "all"
+    channels_last: str = "auto"  # "on" or "off"
+    fuse_qkv: str = "auto"  # "on" or "off"
 
 
 @dataclass(frozen=True)

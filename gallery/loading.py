@@ -118,8 +118,17 @@ def load_pipeline(picture: Picture, target: Target, runtime: Runtime):
         )
     set_scheduler(pipe, picture, diffusers)
     pipe.set_progress_bar_config(disable=True)
+    _float_pictures(pipe, torch_dtype, torch)
     _place(pipe, target, runtime)
     return pipe
+
+
+def _float_pictures(pipe, torch_dtype, torch) -> None:
+    """LDMTextToImagePipeline (the original's model) turns its decoded pictures into numpy arrays as
+    they come, and numpy has no bfloat16 (a GPU's `dtype: auto`): its VAE decoder hands them on as
+    float32. The decoding itself stays in bfloat16."""
+    if torch_dtype == torch.bfloat16 and type(pipe).__name__ == "LDMTextToImagePipeline":
+        pipe.vqvae.decoder.register_forward_hook(lambda _module, _inputs, output: output.float())
 
 
 def _place(pipe, target: Target, runtime: Runtime) -> None:

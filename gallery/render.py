@@ -10,12 +10,13 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from gallery import families, loading, loras, metadata, quantize, schedulers
-from gallery.batching import in_batches, store_good
+from gallery import families, loading, loras, metadata, quantize, schedulers, speedups
+from gallery.batching import in_batches, is_out_of_memory, store_good
 from gallery.cache import Cache
 from gallery.config import Picture, Runtime
 from gallery.errors import RenderError
@@ -32,17 +33,35 @@ class RenderReport:
     dtype: str = ""
     batch_size: int = 0  # the largest batch used, not the one set
     rejected: list[tuple[Job, str]] = field(default_factory=list)  # images not cached, and why
+    compile_seconds: float = 0.0  # spent compiling (render.compile), included in `seconds`
 
 
 def auto_batch_size(picture: Picture, device: str) -> int:
-    """A first guess that fills a GPU for small latents; out-of-memory halves it anyway."""
+    """A first guess that fills a GPU; out-of-memory halves it anyway."""
     if device.startswith("cuda"):
-        return max(1, min(64, (256 * 256 * 16) // (picture.width * picture.height)))
+        return cuda_batch_size(picture.width * picture.height, _gpu_memory_gib(device))
     if device == "mps":
         return 1
     # On a CPU 4 is enough for 256px and up; tiny images need more per call to keep the cores busy
     # (the 64px demo model: 7.5 img/s at 4, 11.1 at 16; BENCHMARKS.md).
     return max(4, min(16, (128 * 128 * 4) // (picture.width * picture.height)))
+
+
+def cuda_batch_size(pixels: int, memory_gib: float) -> int:
+    """On an H200 (139.8 GiB as torch counts it) images per second rose up to the largest batch tried
+    at each size: 128 at 256x256, 32 at 512x512, 8 at 1024x1024 (BENCHMARKS.md), i.e. 128 256-pixel
+    squares' worth. Less memory gets proportionally fewer, as a power of two: 24 GiB gives 16, 4, 1."""
+    fit = 256 * 256 * 128 * min(1.0, memory_gib / 139) / pixels
+    batch = 1
+    while batch * 2 <= min(fit, 128):
+        batch *= 2
+    return batch
+
+
+def _gpu_memory_gib(device: str) -> float:
+    import torch
+
+    return torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
 
 
 class Renderer:
@@ -58,6 +77,8 @@ class Renderer:
         self.warn = warn
         self.target = loading.choose_target(runtime, gpu_index=share.local_rank)
         self._pipes: dict[tuple, object] = {}
+        self._speedups: dict[tuple, speedups.Speedups] = {}  # what each loaded pipeline was given
+        self._compile_clock = speedups.CompileClock()
         self._loras: dict[Picture, list[dict]] = {}  # what each picture's LoRAs were (name, scale, hash)
         self._warned: set[str] = set()
 
@@ -68,12 +89,23 @@ class Renderer:
         if ident not in self._pipes:
             self._pipes.clear()  # one model in memory at a time
             self._loras.clear()
-            self._pipes[ident] = loading.load_pipeline(picture, self.target, self.runtime)
+            self._speedups.clear()
+            pipe = loading.load_pipeline(picture, self.target, self.runtime)
+            self._speedups[ident] = speedups.apply(
+                pipe,
+                speedups.resolve(self.runtime, self.target.device),
+                offloaded=self.runtime.cpu_offload != "none" and self.target.device != "cpu",
+                quantized=bool(getattr(pipe, "_gallery_quantized", {})),
+                warn=self._warn_once,
+            )
+            self._pipes[ident] = pipe
         pipe = self._pipes[ident]
         import diffusers
 
         loading.set_scheduler(pipe, picture, diffusers)
         loading.check_call(pipe, picture)
+        if picture.loras:
+            self._speedups[ident] = speedups.unfuse(pipe, self._speedups[ident], self._warn_once)
         self._loras[picture] = loras.set_loras(pipe, picture)
         return pipe
 
@@ -97,25 +129,46 @@ class Renderer:
             self.target.dtype,
             stored.batch_size,
             stored.rejected,
+            self._compile_clock.seconds(),
         )
 
     def _batches(self, jobs: Sequence[Job]) -> Iterator[tuple[Sequence[Job], Sequence, dict]]:
         """(jobs, float images, how they were made) per pipeline call."""
         versions = loading.versions("diffusers", "transformers")
+        per_size = Counter((job.picture.width, job.picture.height) for job in jobs)  # images left per size
         for picture, group in _groups(jobs):
             pipe = self.pipeline(picture)
+            ident, size = _ident(picture), (picture.width, picture.height)
+            first = True  # a group's first call may pay for a model's first use
             kwargs = self._call_kwargs(pipe, picture, group[0].effect)
             batch = self.runtime.batch_size or auto_batch_size(picture, self.target.device)
             at_one = (
                 "out of GPU memory at batch size 1; set render.attention_slicing, "
                 "render.vae_tiling or render.cpu_offload, or a smaller size"
             )
+            # compiled code is specialised to its batch: a shorter chunk is padded to this, so that a
+            # size compiles once (padding costs a few images; compiling again, tens of seconds)
+            shape = {"batch": min(batch, per_size[size]) if _compiled(self._speedups[ident]) else 0}
 
-            def call(chunk, pipe=pipe, kwargs=kwargs):  # bound now: the loop moves on to the next group
-                return self._run(pipe, chunk, kwargs)
+            def call(chunk, pipe=pipe, kwargs=kwargs, shape=shape):  # bound now: the loop moves on
+                padding = max(0, shape["batch"] - len(chunk))
+                try:
+                    return self._run(pipe, chunk, kwargs, padding)
+                except Exception as err:
+                    if is_out_of_memory(err):  # in_batches halves the chunk: the padded shape halves too
+                        shape["batch"] = (shape["batch"] + 1) // 2
+                    raise
 
             loras = {"loras": self._loras[picture]} if picture.loras else {}
             for chunk, images, seconds in in_batches(group, batch, call, self.warn, "batch size", at_one):
+                speed = self._speedups[ident]  # what made this chunk
+                per_size[size] -= len(chunk)
+                if _compiled(speed):
+                    self._compile_clock.record((*size, max(len(chunk), shape["batch"])), seconds)
+                elif speed.compile == "auto" and not first:  # a first call's costs would skew the estimate
+                    self._compile_if_it_pays(pipe, ident, seconds / len(chunk), per_size[size], size)
+                    shape["batch"] = len(chunk) if _compiled(self._speedups[ident]) else 0
+                first = False
                 yield (
                     chunk,
                     images,
@@ -131,9 +184,27 @@ class Renderer:
                         "seconds": round(seconds / len(chunk), 4),
                         "versions": versions,
                         "process": f"{self.share.rank}/{self.share.world}",
+                        **({"speedups": speed.labels()} if speed.labels() else {}),
                         **_quantized(pipe, picture),
                     },
                 )
+
+    def _compile_if_it_pays(self, pipe, ident: tuple, seconds_per_image: float, left: int, size: tuple) -> None:
+        """render.compile: auto on a CUDA GPU: compile the denoiser once the images left at this size
+        would take long enough uncompiled to repay the compile (speedups.compile_pays)."""
+        if not speedups.compile_pays(seconds_per_image * left):
+            return
+        self.warn(
+            f"compiling the denoiser (render.compile: auto): {left} images left at {size[0]}x{size[1]}, about "
+            f"{seconds_per_image * left / 60:.0f} min uncompiled; compiling takes about "
+            f"{speedups.COMPILE_SECONDS:.0f}s per image size and saves about {speedups.COMPILE_SAVES:.0%}"
+        )
+        self._speedups[ident] = speedups.compile_now(
+            pipe,
+            self._speedups[ident],
+            quantized=bool(getattr(pipe, "_gallery_quantized", {})),
+            warn=self._warn_once,
+        )
 
     def _call_kwargs(self, pipe, picture: Picture, effect: Effect) -> dict:
         """The call's arguments: the picture's settings that take effect (the plan's `effect`), and the
@@ -169,18 +240,23 @@ class Renderer:
         kwargs.update((name, list(v) if isinstance(v, tuple) else v) for name, v in picture.call)
         return {k: v for k, v in kwargs.items() if k in accepted or k == "output_type"}
 
-    def _run(self, pipe, chunk: Sequence[Job], kwargs: dict):
+    def _run(self, pipe, chunk: Sequence[Job], kwargs: dict, padding: int = 0):
+        """The chunk's images; `padding` more are made (of the last job's prompt, thrown away) so that
+        the call has the batch size compiled code was made for."""
         import torch
 
-        generators = [torch.Generator("cpu").manual_seed(job.seed) for job in chunk]
+        jobs = list(chunk) + [chunk[-1]] * padding
+        generators = [torch.Generator("cpu").manual_seed(job.seed) for job in jobs]
         call = dict(kwargs)
         if "negative_prompt" in call:
-            call["negative_prompt"] = [call["negative_prompt"]] * len(chunk)
+            call["negative_prompt"] = [call["negative_prompt"]] * len(jobs)
             if type(pipe).__name__ in families.AUTO_TEXT2IMAGE.values():
                 generators = _prior_generators(generators)
         with torch.inference_mode():
-            out = pipe(prompt=[job.prompt for job in chunk], generator=generators, **call)
+            out = pipe(prompt=[job.prompt for job in jobs], generator=generators, **call)
         images = out.images if hasattr(out, "images") else out[0]
+        if padding and len(images) == len(jobs):
+            images = images[: len(chunk)]
         if len(images) and hasattr(images[0], "convert"):  # a pipeline that ignores output_type="np"
             import numpy as np
 
@@ -200,6 +276,10 @@ class Renderer:
         if message not in self._warned:
             self._warned.add(message)
             self.warn(f"warning: {message}")
+
+
+def _compiled(speed: speedups.Speedups) -> bool:
+    return speed.compile in ("denoiser", "all")
 
 
 def _prior_generators(generators: list) -> list:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gallery import schedulers
+from gallery import schedulers, speedups
 from gallery.errors import ConfigError
 
 # Where a setting may stand: the file's top level, one of its sections, or an axis option's own
@@ -592,6 +592,34 @@ SETTINGS: tuple[Setting, ...] = (
         ("render",),
         "none",
         "`false`",
+    ),
+    # GPU accelerations (gallery/speedups.py): none changes a picture beyond rounding, so none is in the
+    # cache key; `auto` is what the GPU benchmark measured to pay (BENCHMARKS.md)
+    Setting(
+        "compile",
+        Choice(("auto", "off", "denoiser", "all"), also_bool=((False, "off"), (True, "all"))),
+        "`torch.compile` the denoiser (`denoiser`), or the denoiser and the VAE decoder (`all`, `true`): "
+        "faster calls after a first one that compiles (tens of seconds per image size, said in the output); "
+        "the last batch of a size is padded to full so it compiles once per size. `auto`: "
+        + speedups.AUTO_WHY["compile"],
+        ("render",),
+        "auto",
+    ),
+    Setting(
+        "channels_last",
+        Choice(("auto", "on", "off"), also_bool=((False, "off"), (True, "on"))),
+        "channels-last memory format for a UNet denoiser and the VAE (convolutions read it faster on GPUs); "
+        "a transformer denoiser has no convolutions to speed up. `auto`: " + speedups.AUTO_WHY["channels_last"],
+        ("render",),
+        "auto",
+    ),
+    Setting(
+        "fuse_qkv",
+        Choice(("auto", "on", "off"), also_bool=((False, "off"), (True, "on"))),
+        "one matrix product for attention's query, key and value instead of three, where the denoiser "
+        "supports it (not with LoRAs or render.quantize: then it stays off). `auto`: " + speedups.AUTO_WHY["fuse_qkv"],
+        ("render",),
+        "auto",
     ),
     # upscale: the optional stage after rendering
     Setting(

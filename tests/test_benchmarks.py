@@ -42,5 +42,15 @@ def test_noop_build_imports_nothing_heavy():
 def test_upscale_speed_on_the_tiny_network():
     out = run("upscale_speed.py", "--workload", "tiny", "--images", "4", "--repeats", "1")
     row = next(line for line in out.splitlines() if line.startswith("tiny |"))
+    assert "| ours |" in row
     plain, ours, ratio = re.search(r"\| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \|$", row).groups()
     assert float(plain) > 0 and float(ours) > 0 and float(ratio) > 0
+
+
+def test_gpu_speed_runs_its_steps_on_tiny_models():
+    """benchmarks/gpu.sh's per-workload script, on tiny models (any device; the figures mean nothing):
+    the sweep, the sides, the bound and the table all come out."""
+    out = run("gpu_speed.py", "--workload", "sd15", "--tiny", "--no-compile", "--repeats", "1", "--budget", "300")
+    assert "sweep: batch    2:" in out and "denoiser:" in out
+    rows = [line for line in out.splitlines() if line.startswith("| sd15 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["plain", "auto", "best", "best+cl+fuse"], out

@@ -139,6 +139,16 @@ def test_ldm_pipeline_warns_about_negative_prompt(tmp_path, tiny_ldm, capsys):
     assert "Sampler: DDIM" in read_parameters(side.with_suffix(".png").read_bytes())
 
 
+def test_the_original_model_renders_in_bfloat16(tmp_path, tiny_ldm):
+    """A GPU's `dtype: auto` is bfloat16, and LDMTextToImagePipeline turns its pictures into numpy
+    arrays as they come (numpy has no bfloat16): its pictures must come out all the same."""
+    prompts = small_project(tmp_path, tiny_ldm)
+    prompts.write_text(prompts.read_text().replace("dtype: float32", "dtype: bfloat16"))
+    assert main(["render", "-c", str(prompts)]) == 0
+    sides = [json.loads(p.read_text()) for p in (load_config(prompts).cache_dir / "images").rglob("*.json")]
+    assert sides and all(s["made"]["dtype"] == "bfloat16" for s in sides)
+
+
 def test_offline_hub_model_stops_before_writing_anything(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     prompts = write_prompts(
