@@ -361,3 +361,17 @@ def test_the_schema_takes_what_the_reader_takes(tmp_path):
         {"model": "hub:owner/styles/ink.safetensors@main", "scale": 1.0},
         {"model": "hub:owner/styles/wash.SAFETENSORS@v1", "scale": -2.5},
     ]
+
+
+def test_fused_projections_step_aside_for_loras(tmp_path, tiny_sd, styles, capsys):
+    """fuse_qkv: on fuses the denoiser's attention projections, which a LoRA does not act on: the
+    model unfuses before its first LoRA picture (and says so), and every picture, with LoRAs or
+    without, is the picture made without fusing (within one 8-bit level)."""
+    fused = project(tmp_path / "fused", tiny_sd, styles, AXIS, "fuse_qkv: on")
+    plain = project(tmp_path / "plain", tiny_sd, styles, AXIS, "fuse_qkv: off")
+    assert main(["render", "-c", str(fused)]) == 0 and main(["render", "-c", str(plain)]) == 0
+    assert "fuse_qkv is off from here" in capsys.readouterr().err
+    a, b = open_project(fused), open_project(plain)
+    assert [j.key for j in a.plan.jobs] == [j.key for j in b.plan.jobs]
+    for x, y in zip(pixels(a.cache, a.plan.jobs), pixels(b.cache, b.plan.jobs), strict=True):
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
