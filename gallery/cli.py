@@ -57,7 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
+    plan = command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
+    plan.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole plan as JSON instead (axes, cells, each image's key, seed, recipe and whether "
+        "it is cached, upscales): see 'The plan as JSON' in the README",
+    )
     for name, run, text in (
         (
             "build",
@@ -132,6 +138,11 @@ def _load(args) -> tuple[Config, Plan, Cache, Memo]:
 def run_plan(args) -> int:
     config, plan, cache, memo = _load(args)
     memo.save()
+    if args.json:
+        from gallery.planjson import plan_json
+
+        sys.stdout.write(plan_json(plan, cache))
+        return 0
     jobs = plan.jobs
     cached = len(cache.whole_entries(j.key for j in jobs))
     axes = " x ".join(f"{len(a.options)} {a.label.lower()}" for a in config.axes)
