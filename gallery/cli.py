@@ -57,7 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
+    plan = command("plan", run_plan, "print the matrix: cells, images, how many are cached and to render")
+    plan.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole plan as JSON instead (axes, cells, each image's key, seed, recipe and whether "
+        "it is cached, upscales): see 'The plan as JSON' in the README",
+    )
     for name, run, text in (
         (
             "build",
@@ -109,6 +115,36 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish even into a branch that holds your sources (the remote's default, or the one checked out)",
     )
+    sheet = command(
+        "sheet",
+        run_sheet,
+        "draw one labelled grid picture (rows x columns of two axes) from the cached renders, like "
+        "AUTOMATIC1111's X/Y plot; see 'A grid picture to share' in the README",
+    )
+    sheet.add_argument("--rows", metavar="AXIS", help="the axis down the side (default: one row)")
+    sheet.add_argument("--cols", metavar="AXIS", required=True, help="the axis across the top")
+    which = sheet.add_mutually_exclusive_group()
+    which.add_argument(
+        "--sample", type=int, default=1, metavar="N", help="the sample each cell shows, from 1 (default 1)"
+    )
+    which.add_argument("--samples", choices=["all"], help="all: every sample of each cell, in a small block")
+    sheet.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="AXIS=OPTION",
+        help="the option another axis keeps (repeat for more; default: the page's default cell)",
+    )
+    sheet.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="FILE.png, .jpg or .webp")
+    sheet.add_argument("--tile", type=int, metavar="PX", help="each picture's long side (default: the renders' own)")
+    sheet.add_argument(
+        "--fit",
+        choices=["scale", "split"],
+        default="scale",
+        help="a sheet too large for the format: scale its tiles down (default; split below 64 px tiles) "
+        "or split it into several files at full size",
+    )
+    sheet.add_argument("--font", type=Path, metavar="FILE", help="a TrueType/OpenType font for the labels")
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of prompts.yaml, for editors",
@@ -132,6 +168,11 @@ def _load(args) -> tuple[Config, Plan, Cache, Memo]:
 def run_plan(args) -> int:
     config, plan, cache, memo = _load(args)
     memo.save()
+    if args.json:
+        from gallery.planjson import plan_json
+
+        sys.stdout.write(plan_json(plan, cache))
+        return 0
     jobs = plan.jobs
     cached = len(cache.whole_entries(j.key for j in jobs))
     axes = " x ".join(f"{len(a.options)} {a.label.lower()}" for a in config.axes)
@@ -153,6 +194,51 @@ def run_plan(args) -> int:
         upscaled = len(cache.whole_entries(u.key for u in plan.upscales.values()))
         print(f"  upscale: {_upscaler(config)}; cached: {upscaled}   to upscale: {len(plan.upscales) - upscaled}")
     print(f"  cache: {config.cache_dir}   site: {config.site_dir}")
+    return 0
+
+
+def run_sheet(args) -> int:
+    from gallery.sheet import Request, make_sheet, output_format
+
+    output_format(args.output)  # before planning: a wrong name is the first thing said
+    _, plan, cache, memo = _load(args)
+    memo.save()
+    request = Request(
+        rows=args.rows,
+        cols=args.cols,
+        sample=None if args.samples else args.sample,
+        where=tuple(args.where),
+        tile=args.tile,
+        fit=args.fit,
+        font=args.font,
+    )
+    report = make_sheet(plan, cache, request, args.output)
+    limits = "WebP's 16,383 px side, JPEG's 65,535 px side, Pillow's 89,478,485 px"
+    for path, page in report.files:
+        rows, cols = len(page.rows), len(page.cols)
+        print(
+            f"sheet: wrote {path}: {page.size[0]:,} x {page.size[1]:,} px, {rows} row{'s' * (rows != 1)} x "
+            f"{cols} column{'s' * (cols != 1)}"
+        )
+    shown = f"{report.images} images"
+    if report.missing:
+        shown += f", {report.missing} not rendered yet (grey placeholders; `gallery build` renders them)"
+    print(f"sheet: {shown}; labels in {report.font}")
+    if report.how == "whole":
+        print(f"sheet: one file, tiles at {report.tile} px: within the limits ({limits}), nothing scaled or split")
+    elif report.how == "scaled":
+        print(f"sheet: tiles scaled from {report.asked_tile} to {report.tile} px to stay within {report.limit}")
+    else:
+        print(
+            f"sheet: split into {len(report.files)} files, tiles at {report.tile} px, as one file would pass "
+            f"{report.limit}" + (" even at the smallest tiles" if args.fit == "scale" else "")
+        )
+    if report.unshown:
+        print(
+            f"sheet: the font has no glyph for {report.unshown!r} (drawn as boxes); pass --font with a font that "
+            "has them" + ("" if "DejaVu" in report.font else ", or install matplotlib for DejaVu Sans"),
+            file=sys.stderr,
+        )
     return 0
 
 

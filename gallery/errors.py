@@ -66,3 +66,10 @@ class SettingError(ModelLoadError):
     def __init__(self, message: str, *, setting: str, picture: Any, hint: str | None = None):
         self.message, self.setting, self.picture, self.hint = message, setting, picture, hint
         super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
+
+
+class UsageError(GalleryError):
+    """A command-line argument the plan cannot take (an axis it does not have, an option of none of
+    its axes): exit 2, as for a mistake in prompts.yaml."""
+
+    exit_code = 2

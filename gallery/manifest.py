@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from gallery import metadata, schedulers
-from gallery.config import Upscale
+from gallery.config import Config, Upscale
 from gallery.plan import Cell, Job, Plan, output_size
 from gallery.webimages import grid_size, thumb_size
 
@@ -143,6 +143,20 @@ def _size_of(sidecar: dict | None, fallback: tuple[int, int]) -> tuple[int, int]
     return (width, height) if isinstance(width, int) and isinstance(height, int) else fallback
 
 
+def axes_data(config: Config) -> list[dict]:
+    """Each axis with its options (key, label, prompt fragment), as the manifest and `gallery plan
+    --json` give them. The prompt fragment is what the page's search box finds options by: bytes
+    per option, not per cell."""
+    return [
+        {
+            "name": a.name,
+            "label": a.label,
+            "options": [{"key": o.key, "label": o.label, "prompt": o.prompt} for o in a.options],
+        }
+        for a in config.axes
+    ]
+
+
 def build_index(plan: Plan, cell_files: dict[str, str], grid_file: str | None = None) -> dict:
     """What the page needs before any cell: the axes, the default, and where each cell's file is
     (`cell_files`: cell path -> its file, see cell_path), and the grid file (build_grid), where the
@@ -157,15 +171,7 @@ def build_index(plan: Plan, cell_files: dict[str, str], grid_file: str | None = 
         "slug": config.page.slug,
         "title": config.page.title,
         "samples": config.runtime.samples,
-        "axes": [
-            {
-                "name": a.name,
-                "label": a.label,
-                # the prompt fragment too, which the search box finds options by: bytes per option, not per cell
-                "options": [{"key": o.key, "label": o.label, "prompt": o.prompt} for o in a.options],
-            }
-            for a in config.axes
-        ],
+        "axes": axes_data(config),
         "default": list(config.page.default),
         "view": {"mode": view.mode, "rows": view.rows, "columns": view.columns, "sample": view.sample},
         "grid": grid,

@@ -47,9 +47,9 @@ def a1111_parameters(
     fields += [f"Seed: {recipe['seed']}", f"Size: {width}x{height}", f"Model: {model_name}"]
     if recipe.get("quantize"):
         fields.append(f"Diffusion in Low Bits: {LOW_BITS[recipe['quantize']]}")
-    fields += [f"{name}: {_quote(_value(value))}" for name, value in sorted(recipe.get("call", {}).items())]
+    fields += [f"{name}: {quote(_value(value))}" for name, value in sorted(recipe.get("call", {}).items())]
     if loras:
-        fields.append(f"Lora hashes: {_quote(_lora_hashes(loras))}")
+        fields.append(f"Lora hashes: {quote(_lora_hashes(loras))}")
     lines.append(", ".join(fields))
     return "\n".join(lines)
 
@@ -68,7 +68,7 @@ def _value(value) -> str:
     return str(value) if isinstance(value, (bool, str)) else str(number(value))
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
     """A value as AUTOMATIC1111 quotes one on the settings line: in JSON quotes where it holds a
     comma, a colon or a newline, so readers can split the line."""
     return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
