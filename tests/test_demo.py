@@ -8,6 +8,7 @@ the prompted shape in at least 80%.
 
 import json
 import random
+import re
 import shutil
 import sys
 from collections import Counter
@@ -22,6 +23,7 @@ from gallery.cli import main
 from gallery.metadata import read_parameters
 from gallery.ownership import RECORD_DIR as RECORDS
 from gallery.project import open_project
+from test_site import jekyll_build, needs_jekyll
 
 sys.path.insert(0, str(REPO / "demo"))
 import shapes
@@ -195,6 +197,25 @@ def test_the_site_comparison_sees_text_and_files_not_image_bytes_or_other_galler
         "not made by make demo: assets/img/shapes-demo/left-over.json",
         f"differs: {stale}",
     ]
+
+
+@needs_jekyll
+def test_the_committed_site_builds_with_jekyll_and_its_index_lists_the_demo(tmp_path):
+    """What .github/workflows/pages.yml publishes, on a project site (baseurl /repo): the index
+    links the demo gallery by its title, and every local URL on the gallery's page resolves."""
+    source = shutil.copytree(REPO / "site", tmp_path / "site", ignore=shutil.ignore_patterns(*NOT_SITE))
+    dest = tmp_path / "repo"
+    result = jekyll_build(source, dest, "/repo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    index = (dest / "index.html").read_text(encoding="utf-8")
+    assert re.search(r'<a href="/repo/projects/shapes-demo/">.*?<h2 class="card-title">Shapes</h2>', index, re.S)
+    page = (dest / "projects/shapes-demo/index.html").read_text(encoding="utf-8")
+    urls = re.findall(r'(?:src|href|data-manifest|data-root)="(/[^"]*)"', page)
+    assert len(urls) > 10
+    for url in urls:
+        assert url.startswith("/repo/"), url
+        target = dest / url.removeprefix("/repo/")
+        assert target.is_file() or (target / "index.html").is_file(), url
 
 
 def test_demo_model_is_small_and_plain_safetensors():
