@@ -45,7 +45,8 @@ COMMANDS := build plan render site verify prune serve publish
 $(COMMANDS): setup
 	$(BIN)/gallery $@ --config $(CONFIG)
 
-# The demo: the project's own tiny model (demo/model) on demo/prompts.yaml, no download needed.
+# The demo: the project's own tiny model (demo/model) on demo/prompts.yaml, no download needed,
+# into site/ (committed: GitHub Pages shows it; tests/test_demo.py checks it is what this makes).
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/gallery build --config demo/prompts.yaml
 	@echo "Preview it: make serve CONFIG=demo/prompts.yaml   (or publish it: make publish CONFIG=demo/prompts.yaml)"

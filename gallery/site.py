@@ -104,8 +104,10 @@ def build_site(
     on_wait=lambda: None,
 ) -> SiteReport:
     """Write the gallery into `site_dir` (default: config's site/). `standalone` adds the Jekyll
-    site around it; without it (`--into` an existing site) only the gallery's own files are
-    written, and a file of the same name that this tool did not write stops the build.
+    site around it (whose own files come from the prompts.yaml beside the site, where that one has
+    a gallery in it: SiteRecords.writes_site_files); without it (`--into` an existing site) only
+    the gallery's own files are written, and a file of the same name that this tool did not write
+    stops the build.
     `entries` (the cache's whole entries, if the caller has them) saves reading the sidecars again.
 
     Safe to stop at any moment: every file is written whole (temp file + rename), images before
@@ -140,7 +142,8 @@ def _build(
     report.not_upscaled = sum(job.key not in available and job.key in entries for job in plan.jobs)
     report.missing = len(plan.jobs) - len(available) - report.not_upscaled
     image_dir = manifest_mod.image_dir(plan)
-    page_templates = _page_templates(plan, standalone)
+    site_files = standalone and records.writes_site_files(source)  # _config.yml etc.: one gallery's say
+    page_templates = _page_templates(plan, site_files)
     records.claim(slug, source, list(page_templates), image_dir, standalone=standalone)
     report.completed_interrupted = slug in records.records and not records.records[slug].finished
     _remove_temp_files(out, list(page_templates), image_dir)  # left by a stage that was killed mid-write
@@ -193,7 +196,7 @@ def _build(
     if cover:
         files[cover] = (out / cover_images[0]["thumb"]).read_bytes()
     files[manifest_mod.manifest_path(plan)] = _json(index)
-    files.update(_page_files(plan, index, cells, cover, environment(config.templates_dir), standalone))
+    files.update(_page_files(plan, index, cells, cover, environment(config.templates_dir), site_files))
     for rel, data in files.items():
         report.files_written += write_if_changed(out / rel, data)
 

@@ -159,3 +159,53 @@ def test_files_are_created_with_the_users_umask(tmp_path, tiny_sd):
     assert len(written) > 10
     modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in written}
     assert {m for p, m in modes.items() if not p.endswith(".lock")} == {oct(0o644)}, modes
+
+
+def shared_site_gallery(folder: Path, model: Path, slug: str, site: str) -> Path:
+    """A one-cell gallery whose `site:` title is `slug`'s, written into `site` (from `folder`)."""
+    return write_prompts(
+        folder,
+        f"""
+        page: {{title: "{slug.title()} gallery", slug: {slug}}}
+        site: {{title: "{slug} site"}}
+        paths: {{site: {site}}}
+        render: {{model: {model}, steps: 2, width: 64, height: 64, samples: 1}}
+        axes: {{subject: {{cat: a cat}}}}
+    """,
+    )
+
+
+@needs_jekyll
+def test_galleries_share_a_site_its_index_lists_each_and_the_one_beside_it_sets_it_up(tmp_path, tiny_sd):
+    """The repository's layout: demo/prompts.yaml writes into ../site, beside the gallery of the
+    prompts.yaml next to site/. The index lists every gallery once it is built; the site's own
+    settings (_config.yml) are the neighbour's, whichever was built last; records name their
+    prompts.yaml from the site, so a committed site reads the same in any checkout."""
+    guest = shared_site_gallery(tmp_path / "demo", tiny_sd, "guest", "../site")
+    home = shared_site_gallery(tmp_path, tiny_sd, "home", "site")
+    site, dest = tmp_path / "site", tmp_path / "_site"
+
+    def listed() -> dict[str, str]:
+        result = jekyll_build(site, dest, "/repo")
+        assert result.returncode == 0, result.stdout + result.stderr
+        index = (dest / "index.html").read_text()
+        return dict(
+            re.findall(r'<a href="/repo/projects/([^/"]+)/">.*?<h2 class="card-title">([^<]*)</h2>', index, re.S)
+        )
+
+    assert main(["build", "-c", str(guest)]) == 0
+    assert "guest site" in (site / "_config.yml").read_text()  # alone, it sets the site up
+    assert listed() == {"guest": "Guest gallery"}
+    assert main(["build", "-c", str(home)]) == 0
+    assert listed() == {"guest": "Guest gallery", "home": "Home gallery"}
+    assert main(["build", "-c", str(guest)]) == 0  # `make demo` again: the site stays the neighbour's
+    config = (site / "_config.yml").read_text()
+    assert "home site" in config and "guest site" not in config
+    assert "<title>Projects | home site</title>" in (dest / "index.html").read_text()
+    records = {p.stem: json.loads(p.read_text()) for p in (site / ".prompt-gallery").glob("*.json")}
+    assert {slug: r["config"] for slug, r in records.items()} == {
+        "guest": "../demo/prompts.yaml",
+        "home": "../prompts.yaml",
+    }
+    assert "_config.yml" in records["home"]["files"] and "_config.yml" not in records["guest"]["files"]
+    assert (dest / "projects/guest/index.html").is_file() and (dest / "projects/home/index.html").is_file()
