@@ -43,11 +43,12 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     }
   }) : null;
 
-  // The table shown, as rows of cells: {path, labels, images, box, filled, ri, ci}. Each cell's
-  // images sit in a box (div.pg-cellbox) that has its final size from the start (CSS, from --n and
-  // --ar) and content-visibility: auto, so the browser lays out only the boxes near the view, and
-  // filling a box never moves anything. The boxes that can be in view are filled before the first
-  // paint, the others soon after (fillLater), or at once where something needs their links.
+  // The table shown, as rows of cells: {path, labels, images, box, filled, ri, ci, ar}. Each
+  // cell's images sit in a box (div.pg-cellbox) that has its final size from the start (CSS, from
+  // --n and --ar; contain: strict), so filling a box never moves anything. The boxes that can be in
+  // view are filled before the first paint, the others soon after (fillLater), or at once where
+  // something needs their links (the lightbox's arrows): the first paint does not wait for
+  // 10,000 links to be made and laid out.
   let rows = [];
   let samples = 0;
   let generation = 0;  // the table's number: a later table stops the filling of an earlier one
@@ -175,7 +176,7 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     fillLater(ticket);
   };
 
-  // The cell and image a grid link shows, from the model.
+  // The cell a grid link is in.
   const cellOf = (link) => rows.flat().find((cell) => cell.box === link.parentElement);
 
   // In the grid, the lightbox's arrows move along the row (left, right) and the column (up, down).
