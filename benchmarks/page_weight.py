@@ -30,10 +30,11 @@ The grid view (--grid)
     (a) the same gallery as a grid, subjects as rows and styles as columns, one sample per cell:
     the first view's bytes at both viewports; (b) a 25 x 25 x 16 gallery (10,000 images, the
     committed render settings) as a grid with all samples: image requests before the reader
-    scrolls, the time from navigation to the grid's first paint, then every part of the grid
-    scrolled into view (all images must arrive), and the tab's memory: the JS heap and DOM nodes
-    Chromium reports (CDP Performance.getMetrics) and the resident memory of its renderer
-    processes (/proc), after everything was shown.
+    scrolls, the time from navigation to the grid's first paint (medians of --runs fresh visits, the
+    load average printed beside: the time depends on the machine's load), then, in the last visit,
+    every part of the grid scrolled into view (all images must arrive), and the tab's memory: the
+    JS heap and DOM nodes Chromium reports (CDP Performance.getMetrics) and the resident memory of
+    its renderer processes (/proc), after everything was shown.
 
 Run (needs /usr/bin/chromium, jekyll, and scikit-image in the venv: .venv/bin/pip install scikit-image)
     .venv/bin/python benchmarks/page_weight.py [--config prompts.yaml] [--runs 3] [--keep DIR]
@@ -566,7 +567,12 @@ async def scroll_grid(page) -> None:
     width, height, step_x, step_y = box
     for y in range(0, height + step_y, step_y):
         for x in range(0, width + step_x, step_x):
-            await page.evaluate(f"document.querySelector('.pg-table-wrap').scrollTo({x}, {y})")
+            # each box is drawn at least twice (the page sees what is in view at a frame), however
+            # slow the machine's frames are, then stays a little: a reader glancing at each screenful
+            await page.evaluate(
+                f"document.querySelector('.pg-table-wrap').scrollTo({x}, {y});"
+                " new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+            )
             await asyncio.sleep(0.03)
 
 
@@ -582,6 +588,8 @@ async def grid_visit(browser, url: str, device: dict, notes: set[str], everythin
         await meter.idle()
         out["first view"] = summary(meter.take())
         out["grid paint ms"] = await page.evaluate("window.__pgGridPaint")
+        # the boxes out of view are filled after the first paint (pg-grid.js): count them all
+        await page.wait_for_function("!document.querySelector('.pg-table').hasAttribute('aria-busy')")
         out["images in grid"] = await page.locator(".pg-table img").count()
         if everything:
             await scroll_grid(page)
@@ -602,6 +610,7 @@ async def grid_visit(browser, url: str, device: dict, notes: set[str], everythin
 
 
 async def measure_grid(url: str, runs: int, everything: bool) -> tuple[dict, set[str]]:
+    """`runs` fresh visits per viewport; with `everything`, the last one then scrolls through it all."""
     from playwright.async_api import async_playwright
 
     notes: set[str] = set()
@@ -609,7 +618,9 @@ async def measure_grid(url: str, runs: int, everything: bool) -> tuple[dict, set
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         results = {}
         for name, device in VIEWPORTS.items():
-            results[name] = [await grid_visit(browser, url, device, notes, everything) for _ in range(runs)]
+            results[name] = [
+                await grid_visit(browser, url, device, notes, everything and i == runs - 1) for i in range(runs)
+            ]
         await browser.close()
     return results, notes
 
@@ -624,9 +635,10 @@ def grid_report(title: str, results: dict, notes: set[str]) -> None:
             f" {statistics.median(f['image count'] for f in first):.0f} image requests"
             f" (of {visits[0]['images in grid']} in the grid),"
             f" first grid paint {statistics.median(v['grid paint ms'] for v in visits):.0f} ms"
+            f" (median of {len(visits)}: {', '.join(str(round(v['grid paint ms'])) for v in visits)})"
         )
         print(line)
-        if "rest" in visits[0]:
+        if "rest" in visits[-1]:
             v = visits[-1]
             print(
                 f"    scrolled through: {v['rest']['image count']:.0f} more image requests, {v['shown']} of"
@@ -652,7 +664,7 @@ def run_grid(config_path: Path, work: Path, runs: int) -> None:
     plan, build_times = build_gallery(big, work / "b")
     with serve_static(work / "b" / "www") as base:
         url = f"{base}{BASEURL}/projects/{plan.config.page.slug}/?view=grid&rows=subject&cols=style&sample=all"
-        results, notes = asyncio.run(measure_grid(url, 1, everything=True))
+        results, notes = asyncio.run(measure_grid(url, runs, everything=True))
     index = work / "b" / "www" / BASEURL.strip("/") / "assets/img/big-grid/manifest.json"
     grid_file = next(index.parent.glob("grid-*.json"))
     grid_report(f"(b) 25 x 25 x 16 = {len(plan.jobs):,} images as a grid, all samples", results, notes)
@@ -660,7 +672,8 @@ def run_grid(config_path: Path, work: Path, runs: int) -> None:
         f"  manifest index {kib(index.stat().st_size)}, grid file {kib(grid_file.stat().st_size)}"
         f" ({kib(len(gzip.compress(grid_file.read_bytes())))} gzipped)"
     )
-    print(f"  (build: {build_times}; total {time.perf_counter() - started:.0f}s)")
+    load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+    print(f"  (build: {build_times}; total {time.perf_counter() - started:.0f}s; load average now {load})")
 
 
 def main(argv: list[str] | None = None) -> int:

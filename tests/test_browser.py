@@ -85,13 +85,16 @@ def strict_csp(url: str) -> dict:
 
 class Visit:
     """A page plus every failed request, console error and page error seen while using it.
-    `routes` (glob -> handler) are in place before the page loads: they break or change responses."""
+    `routes` (glob -> handler) are in place before the page loads: they break or change responses;
+    `script` runs in the page before its own."""
 
-    def __init__(self, browser, url: str, routes: dict | None = None, **context):
+    def __init__(self, browser, url: str, routes: dict | None = None, script: str = "", **context):
         self.context = browser.new_context(**context)
         for pattern, handler in (routes or {}).items():
             self.context.route(pattern, handler)
         self.page = self.context.new_page()
+        if script:
+            self.page.add_init_script(script)
         self.problems: list[str] = []
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status} {r.url}"))
         # an image load cut short by the next click (ERR_ABORTED) is not a fault
@@ -652,6 +655,7 @@ def test_a_big_grid_loads_only_what_is_in_view(big_grid, browser, viewport):
     )
     page = v.page
     wait_grid(page, [f"style {i}" for i in range(12)])
+    page.wait_for_function("!document.querySelector('.pg-table').hasAttribute('aria-busy')")  # all boxes filled
     assert page.locator(".pg-table img").count() == 12 * 12 * 8
     page.wait_for_load_state("networkidle")
     before = len(grid_requests)
@@ -670,6 +674,54 @@ def test_a_big_grid_loads_only_what_is_in_view(big_grid, browser, viewport):
     page.wait_for_function(f"{last}.complete && {last}.naturalWidth > 0")
     page.wait_for_load_state("networkidle")
     assert len(grid_requests) > before
+
+
+BOXES = """() => [...document.querySelectorAll('.pg-table tbody tr')].map(tr =>
+  [...tr.querySelectorAll('.pg-cellbox')].map(box => [box.children.length, box.offsetWidth, box.offsetHeight]))"""
+
+
+def test_a_big_grid_fills_the_boxes_in_view_first_and_the_others_later(big_grid, browser):
+    """Before the first paint only the boxes that can be in view get their images' links; the others
+    have their final size already and fill between frames (here held back until the test lets them),
+    or at once where the lightbox moves into them."""
+    url, _ = big_grid
+    held = "window.__idle = []; window.requestIdleCallback = (callback) => window.__idle.push(callback);"
+    v = Visit(
+        browser,
+        url + "?view=grid&rows=subject&cols=style&sample=all",
+        script=held,
+        viewport={"width": 1280, "height": 800},
+    )
+    page = v.page
+    wait_grid(page, [f"style {i}" for i in range(12)])
+    assert page.get_attribute(GRID, "aria-busy") == "true"
+    boxes = page.evaluate(BOXES)
+    filled = {(r, c) for r, row in enumerate(boxes) for c, (links, _, _) in enumerate(row) if links}
+    # 8 images of 72 px a box, 3 boxes reach past 1,280 px; the 12 rows of 72 px all fit in 800 px
+    assert filled == {(r, c) for r in range(12) for c in range(3)}
+    assert all(links in (0, 8) for row in boxes for links, _, _ in row)
+    assert {(w, h) for row in boxes for _, w, h in row} == {(8 * 74 - 2, 72)}  # filling moves nothing
+    # the lightbox moves into a box not filled yet: it fills
+    page.locator(".pg-table tbody tr:first-child td:nth-of-type(3) a.pg-glink").last.click()
+    page.wait_for_function("document.querySelector('dialog.pg-lightbox').open")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "document.querySelector('.pg-lb-title').textContent.startsWith('subject 0 × style 3: Sample 1 ')"
+    )
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(
+        "document.querySelector('.pg-lb-title').textContent.startsWith('subject 1 × style 3: Sample 1 ')"
+    )
+    page.keyboard.press("Escape")
+    page.wait_for_function("document.activeElement?.dataset?.cell === 's1/t3'")
+    boxes = page.evaluate(BOXES)
+    assert [boxes[0][3][0], boxes[1][3][0], boxes[2][3][0]] == [8, 8, 0]
+    # the held-back callbacks run: every box fills, and the table is no longer busy
+    page.evaluate("() => { while (window.__idle.length) window.__idle.shift()(); }")
+    assert page.get_attribute(GRID, "aria-busy") is None
+    assert page.locator(".pg-table img").count() == 12 * 12 * 8
+    assert {(w, h) for row in page.evaluate(BOXES) for _, w, h in row} == {(8 * 74 - 2, 72)}
+    v.close()
 
 
 # -- the search box: options and cells by label and prompt text, by keyboard and pointer, in the URL --

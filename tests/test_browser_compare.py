@@ -373,3 +373,38 @@ def test_compare_from_the_grid_view(served, browser):
     assert page.url.endswith(grid) and page.locator(".pg-table").is_visible()
     page.keyboard.press("Escape")
     v.close()
+
+
+def test_the_mark_outlives_a_reload_and_a_stale_one_is_forgotten(served, browser):
+    """The mark is kept for the tab (sessionStorage): after a reload another image compares with
+    it. A kept mark that names no image of the gallery (a cell gone since) is forgotten."""
+    from playwright.sync_api import expect
+
+    url, manifest = served
+    v = Visit(browser, url, viewport=DESKTOP["viewport"])
+    page = v.page
+    mark, note = page.locator(".pg-cmp-mark"), page.locator(".pg-cmp-note")
+    open_lightbox(page, 0)  # cat/oil, sample 1
+    mark.click()
+    expect(mark).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("Escape")
+    page.reload()
+    page.wait_for_selector("select[data-axis]:not([disabled])", state="attached")
+    open_lightbox(page, 1)  # sample 2 of the same cell
+    expect(note).to_have_text(f"Marked: {label(manifest, 'cat/oil')}, sample 1.")
+    page.locator(".pg-cmp-open").click()
+    wait_open(page, COMPARE)
+    assert page.url.endswith("?compare=cat/oil:1,cat/oil:2")
+    page.keyboard.press("Escape")
+    wait_open(page, COMPARE, False)
+    page.keyboard.press("Escape")
+    page.evaluate("() => { for (const key of Object.keys(sessionStorage)) sessionStorage.setItem(key, 'cat/gone:1'); }")
+    page.reload()
+    page.wait_for_selector("select[data-axis]:not([disabled])", state="attached")
+    open_lightbox(page, 0)
+    page.wait_for_function("Object.keys(sessionStorage).length === 0")
+    expect(mark).to_have_attribute("aria-pressed", "false")
+    expect(note).to_have_text("")
+    assert page.locator(".pg-cmp-open").is_hidden()
+    page.keyboard.press("Escape")
+    v.close()
