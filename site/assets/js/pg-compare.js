@@ -19,14 +19,18 @@ export const parsePair = (search) => {
   const value = new URLSearchParams(search).get(PARAM);
   const parts = value ? value.split(",") : [];
   if (parts.length !== 2) return null;
-  const pair = parts.map((part) => {
-    const match = /^([A-Za-z0-9_/-]+):([1-9][0-9]{0,5})$/.exec(part);
-    return match ? { path: match[1], sample: Number(match[2]) - 1 } : null;
-  });
+  const pair = parts.map(parseImage);
   return pair.every(Boolean) ? pair : null;
 };
 
-export const pairValue = (pair) => pair.map(({ path, sample }) => `${path}:${sample + 1}`).join(",");
+// One image as the URL writes it ("cat/oil:2"): {path, sample} or null.
+const parseImage = (part) => {
+  const match = /^([A-Za-z0-9_/-]+):([1-9][0-9]{0,5})$/.exec(part ?? "");
+  return match ? { path: match[1], sample: Number(match[2]) - 1 } : null;
+};
+const imageValue = ({ path, sample }) => `${path}:${sample + 1}`;
+
+export const pairValue = (pair) => pair.map(imageValue).join(",");
 
 // `href` with the pair set (or, for null, removed); every other parameter kept as it was. The
 // value stays readable (cat/oil:1,cat/ink:2): keys are letters, digits, "_" and "-", and "/", ":"
@@ -114,7 +118,26 @@ const stylesheet = () =>
 export const attach = (context) => {
   const { root, siteRoot } = context;
   const wide = window.matchMedia(WIDE);
-  let marked = null;  // {path, sample}: the image marked for compare
+  // The mark outlives a reload (sessionStorage: this tab, this page, this gallery), written as the
+  // URL writes an image; one that names no image of the gallery now is forgotten (see update).
+  // Storage may be refused (a privacy setting): the mark then lasts as long as the page.
+  const storeKey = `pg-compare-mark ${window.location.pathname} ${root.id}`;
+  const stored = () => {
+    try {
+      return parseImage(window.sessionStorage.getItem(storeKey));
+    } catch {
+      return null;
+    }
+  };
+  const store = (image) => {
+    try {
+      if (image) window.sessionStorage.setItem(storeKey, imageValue(image));
+      else window.sessionStorage.removeItem(storeKey);
+    } catch {
+      // not kept
+    }
+  };
+  let marked = stored();  // {path, sample}: the image marked for compare
   let current = null;  // {dialog, path, sample}: the image the lightbox shows
   let ui = null;  // the compare dialog, made when first opened
   let mode = null;  // "side", "slider" or "flip": the reader's last choice
@@ -140,6 +163,7 @@ export const attach = (context) => {
     else dialog.append(box);
     mark.addEventListener("click", () => {
       marked = sameImage(marked, current) ? null : { path: current.path, sample: current.sample };
+      store(marked);
       update();
     });
     open.addEventListener("click", async () => {
@@ -161,6 +185,10 @@ export const attach = (context) => {
     const { mark, open, note } = actions(shown.dialog);
     const manifest = await context.manifest();
     if (shown !== current) return;
+    if (marked && (!optionsOf(manifest, marked.path) || marked.sample >= manifest.samples)) {
+      marked = null;  // a stored mark from another version of the gallery
+      store(null);
+    }
     const isMarked = sameImage(marked, current);
     mark.setAttribute("aria-pressed", String(isMarked));
     open.hidden = !marked || isMarked;

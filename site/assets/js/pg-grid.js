@@ -9,9 +9,11 @@
 const cellIndex = (manifest, keys) =>
   manifest.axes.reduce((at, axis, i) => at * axis.options.length + axis.options.findIndex((o) => o.key === keys[i]), 0);
 
-const gridImages = (manifest, grid, keys) => {
+// `base`: the images' folder as an absolute URL ending in "/". Option keys and name tails need no
+// escaping (config.SAFE_KEY), so the URLs are joined as strings: thousands of them per table.
+const gridImages = (manifest, grid, keys, base) => {
   const [width, height, tails] = grid.cells[cellIndex(manifest, keys)];
-  const stem = `${manifest.grid.images}/${keys.join("/")}/`;
+  const stem = `${base}${keys.join("/")}/`;
   return (tails ? tails.split(" ") : []).map((tail) => ({
     sample: Number(tail.split("-")[0]),
     grid: `${stem}${tail}-grid.webp`,
@@ -23,11 +25,15 @@ const gridImages = (manifest, grid, keys) => {
 const labelsOf = (manifest, keys) =>
   manifest.axes.map((axis, i) => axis.options.find((o) => o.key === keys[i]).label);
 
+// After the boxes in view, the other cells' images are made a few milliseconds at a time between
+// frames (fillLater): no frame waits long, and a 10,000-image grid is complete within a second or two.
+const CHUNK_MS = 8;
+
 export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed }) => {
   // Grid images get their source only when their link comes into view (the browser's own lazy
   // loading starts far beyond the fold: thousands of requests on a big grid). Until then the image
-  // is not drawn (CSS: img:not([src])) and its link keeps the place, at the image's aspect ratio:
-  // 10,000 images without a source would each draw their alt text, which took Chromium seconds.
+  // is not drawn (CSS: img:not([src])) and its link keeps the place: 10,000 images without a source
+  // would each draw their alt text, which took Chromium seconds.
   const observer = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
     for (const entry of entries) {
       if (!entry.isIntersecting) continue;
@@ -37,6 +43,16 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     }
   }) : null;
 
+  // The table shown, as rows of cells: {path, labels, images, box, filled, ri, ci, ar}. Each
+  // cell's images sit in a box (div.pg-cellbox) that has its final size from the start (CSS, from
+  // --n and --ar; contain: strict), so filling a box never moves anything. The boxes that can be in
+  // view are filled before the first paint, the others soon after (fillLater), or at once where
+  // something needs their links (the lightbox's arrows): the first paint does not wait for
+  // 10,000 links to be made and laid out.
+  let rows = [];
+  let samples = 0;
+  let generation = 0;  // the table's number: a later table stops the filling of an earlier one
+
   const headerCell = (tag, scope, text) => {
     const th = document.createElement(tag);
     if (scope) th.scope = scope;
@@ -44,9 +60,55 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     return th;
   };
 
+  const fill = (cell) => {
+    if (cell.filled) return;
+    cell.filled = true;
+    cell.box.append(...cell.images.map((image) => {
+      const link = document.createElement("a");
+      link.className = "pg-glink";
+      link.href = image.full;
+      link.dataset.cell = cell.path;
+      link.dataset.sample = String(image.sample);
+      const img = document.createElement("img");
+      img.className = "pg-gimg";
+      [img.width, img.height] = image.size;
+      img.alt = `${cell.labels} (sample ${image.sample + 1} of ${samples})`;
+      link.setAttribute("aria-label", img.alt);  // its name while the image is not drawn yet
+      img.loading = "lazy";
+      img.decoding = "async";
+      link.append(img);
+      if (observer) {
+        img.dataset.src = image.grid;
+        observer.observe(link);
+      } else {
+        img.src = image.grid;
+      }
+      return link;
+    }));
+  };
+
+  // The table is marked busy (aria-busy) until every box is filled.
+  const fillLater = (ticket) => {
+    const rest = rows.flat().filter((cell) => !cell.filled);
+    if (!rest.length) return;
+    table.setAttribute("aria-busy", "true");
+    const later = window.requestIdleCallback ?? ((callback) => setTimeout(callback, 1));
+    let next = 0;
+    const step = () => {
+      if (ticket !== generation) return;
+      const until = performance.now() + CHUNK_MS;
+      while (next < rest.length && performance.now() < until) fill(rest[next++]);
+      if (next < rest.length) later(step);
+      else table.removeAttribute("aria-busy");
+    };
+    later(step);
+  };
+
   // The table for `s`: rows x columns of the axes chosen, the other axes as the dropdowns say.
   const render = (manifest, data, s) => {
     observer?.disconnect();
+    const ticket = ++generation;
+    samples = manifest.samples;
     const axisAt = (name) => manifest.axes.findIndex((axis) => axis.name === name);
     const r = s.rows ? axisAt(s.rows) : -1;
     const c = axisAt(s.cols);
@@ -59,55 +121,63 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
       `${r >= 0 ? `${manifest.axes[r].label} (rows) × ` : ""}${manifest.axes[c].label} (columns), ${sampleWords}` +
       (fixed.length ? `; ${fixed.join(", ")}` : "");
     table.classList.toggle("pg-all", s.sample === "all");
+    table.removeAttribute("aria-busy");
     const headRow = document.createElement("tr");
     headRow.append(headerCell("td", null, ""), ...colOptions.map((o) => headerCell("th", "col", o.label)));
     table.tHead.replaceChildren(headRow);
+    const base = new URL(`${manifest.grid.images}/`, siteRoot).toString();
+    const model = [];
     const body = rowOptions.map((rowOption, ri) => {
       const tr = document.createElement("tr");
       tr.append(headerCell("th", "row", rowOption ? rowOption.label : "Images"));
+      model[ri] = [];
       colOptions.forEach((colOption, ci) => {
         const keys = [...s.cell];
         if (rowOption) keys[r] = rowOption.key;
         keys[c] = colOption.key;
+        const images = gridImages(manifest, data, keys, base)
+          .filter((image) => s.sample === "all" || image.sample === s.sample - 1);
         const td = document.createElement("td");
-        const images = gridImages(manifest, data, keys).filter((image) => s.sample === "all" || image.sample === s.sample - 1);
+        tr.append(td);
         if (!images.length) {
           td.className = "pg-missing";
           td.textContent = "not rendered yet";
+          return;
         }
+        const box = document.createElement("div");
+        box.className = "pg-cellbox";
+        const [width, height] = images[0].size;
+        // CSSOM, not a style attribute: allowed under a strict Content-Security-Policy
+        box.style.setProperty("--n", String(images.length));
+        box.style.setProperty("--ar", String(height / width));
+        td.append(box);
         const labels = labelsOf(manifest, keys).join(" × ");
-        for (const image of images) {
-          const link = document.createElement("a");
-          link.className = "pg-glink";
-          link.href = new URL(image.full, siteRoot).toString();
-          link.dataset.cell = keys.join("/");
-          link.dataset.sample = String(image.sample);
-          link.dataset.row = String(ri);
-          link.dataset.col = String(ci);
-          const img = document.createElement("img");
-          img.className = "pg-gimg";
-          [img.width, img.height] = image.size;
-          img.alt = `${labels} (sample ${image.sample + 1} of ${manifest.samples})`;
-          link.setAttribute("aria-label", img.alt);  // its name while the image is not drawn yet
-          link.style.aspectRatio = `${image.size[0]} / ${image.size[1]}`;
-          img.loading = "lazy";
-          img.decoding = "async";
-          const src = new URL(image.grid, siteRoot).toString();
-          link.append(img);
-          if (observer) {
-            img.dataset.src = src;
-            observer.observe(link);
-          } else {
-            img.src = src;
-          }
-          td.append(link);
-        }
-        tr.append(td);
+        model[ri].push({ path: keys.join("/"), labels, images, box, filled: false, ri, ci, ar: height / width });
       });
       return tr;
     });
+    rows = model;
+    // The boxes that can be in view are filled now, so the first paint shows them: from the
+    // boxes' sizes (CSS: --pg-w wide per image, --ar times that tall), the rows and columns that
+    // fit in the window, counted from the table's corner.
+    const size = parseFloat(getComputedStyle(table).getPropertyValue("--pg-w")) || 96;
+    const fits = (extents, room) => {
+      let at = 0;
+      const count = extents.findIndex((extent) => (at += extent) >= room);
+      return count < 0 ? extents.length : count + 1;
+    };
+    const heights = rows.map((cells) => Math.max(16, ...cells.map((cell) => size * cell.ar)));
+    const widths = colOptions.map(() => 64);
+    rows.flat().forEach((cell) => { widths[cell.ci] = Math.max(widths[cell.ci], size * cell.images.length); });
+    const inRows = fits(heights, window.innerHeight);
+    const inCols = fits(widths, window.innerWidth);
+    rows.slice(0, inRows).forEach((cells) => cells.filter((cell) => cell.ci < inCols).forEach(fill));
     table.tBodies[0].replaceChildren(...body);
+    fillLater(ticket);
   };
+
+  // The cell a grid link is in.
+  const cellOf = (link) => rows.flat().find((cell) => cell.box === link.parentElement);
 
   // In the grid, the lightbox's arrows move along the row (left, right) and the column (up, down).
   const openInGrid = async (manifest, link) => {
@@ -115,25 +185,41 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     const index = data.images.findIndex((image) => String(image.sample) === link.dataset.sample);
     return { data, index, from: link };
   };
+  // The link of image `k` of `cell`, its box filled first where it was not yet.
+  const linkOf = (cell, k) => {
+    fill(cell);
+    return cell.box.children[k];
+  };
   const gridNav = (manifest) => ({
     path: (from) => from.dataset.cell,
     labels: (from) => labelsOf(manifest, from.dataset.cell.split("/")),
     move: async (from, dx, dy) => {
-      const rows = [...table.tBodies[0].rows].map((tr) => [...tr.querySelectorAll("a.pg-glink")]).filter((row) => row.length);
-      let ri = rows.findIndex((row) => row.includes(from));
-      if (ri < 0) return null;
+      const at = cellOf(from);
+      if (!at) return null;
+      const k = [...at.box.children].indexOf(from);
       let target;
       if (dx) {
-        const row = rows[ri];
-        target = row[(row.indexOf(from) + dx + row.length) % row.length];
+        // along the row: every image of the row's cells in order, wrapping
+        const row = rows[at.ri].flatMap((cell) => cell.images.map((_, i) => [cell, i]));
+        const here = row.findIndex(([cell, i]) => cell === at && i === k);
+        target = row[(here + dx + row.length) % row.length];
       } else {
-        ri = (ri + dy + rows.length) % rows.length;
-        const same = rows[ri].filter((link) => link.dataset.col === from.dataset.col);
-        target = same.find((link) => link.dataset.sample === from.dataset.sample) ?? same[0] ??
-          rows[ri].reduce((best, link) =>
-            Math.abs(link.dataset.col - from.dataset.col) < Math.abs(best.dataset.col - from.dataset.col) ? link : best);
+        // along the column: the next row with images; the same column and sample where it has them
+        const withImages = rows.filter((cells) => cells.length);
+        let ri = withImages.indexOf(rows[at.ri]);
+        ri = (ri + dy + withImages.length) % withImages.length;
+        const cells = withImages[ri];
+        const same = cells.find((cell) => cell.ci === at.ci);
+        const sample = at.images[k].sample;
+        if (same) {
+          const i = same.images.findIndex((image) => image.sample === sample);
+          target = [same, Math.max(0, i)];
+        } else {
+          const near = cells.reduce((best, cell) => (Math.abs(cell.ci - at.ci) < Math.abs(best.ci - at.ci) ? cell : best));
+          target = [near, 0];
+        }
       }
-      return openInGrid(manifest, target);
+      return openInGrid(manifest, linkOf(...target));
     },
   });
 
