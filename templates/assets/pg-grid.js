@@ -9,6 +9,9 @@
 const cellIndex = (manifest, keys) =>
   manifest.axes.reduce((at, axis, i) => at * axis.options.length + axis.options.findIndex((o) => o.key === keys[i]), 0);
 
+// How many of a cell's images are not on the page yet (the row's fourth item, where there are any).
+const gridMissing = (manifest, grid, keys) => grid.cells[cellIndex(manifest, keys)][3] ?? 0;
+
 const gridImages = (manifest, grid, keys) => {
   const [width, height, tails] = grid.cells[cellIndex(manifest, keys)];
   const stem = `${manifest.grid.images}/${keys.join("/")}/`;
@@ -71,10 +74,9 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
         keys[c] = colOption.key;
         const td = document.createElement("td");
         const images = gridImages(manifest, data, keys).filter((image) => s.sample === "all" || image.sample === s.sample - 1);
-        if (!images.length) {
-          td.className = "pg-missing";
-          td.textContent = "not rendered yet";
-        }
+        // a placeholder says what is still to come: the sample shown, or how many of all of them
+        const missing = s.sample === "all" ? gridMissing(manifest, data, keys) : (images.length ? 0 : 1);
+        if (!images.length) td.className = "pg-missing";
         const labels = labelsOf(manifest, keys).join(" × ");
         for (const image of images) {
           const link = document.createElement("a");
@@ -101,6 +103,12 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
             img.src = src;
           }
           td.append(link);
+        }
+        if (missing) {
+          const pending = document.createElement("span");
+          pending.className = "pg-gpending";
+          pending.textContent = s.sample === "all" ? `${missing} not rendered yet` : "not rendered yet";
+          td.append(pending);
         }
         tr.append(td);
       });

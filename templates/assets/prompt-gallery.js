@@ -79,9 +79,18 @@ const closeOnBackdrop = (dialog) => dialog.addEventListener("click", (event) => 
   if (!inside) dialog.close();
 });
 
-const missingNote = (manifest, cell) => {
-  const missing = manifest.samples - cell.images.length;
-  return missing > 0 ? `${missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
+// A cell's images not on the page yet: the count is the cell file's (manifest.build_cell), as in the HTML.
+const missingNote = (manifest, cell) =>
+  cell.missing ? `${cell.missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
+
+// The placeholder that stands in the cell's images for those still to come.
+const pendingItem = (manifest, cell) => {
+  const item = document.createElement("div");
+  item.className = "pg-item pg-pending";
+  const text = document.createElement("p");
+  text.textContent = `${cell.missing} of ${manifest.samples} images not rendered yet`;
+  item.append(text);
+  return item;
 };
 
 // -- the page's state in its URL -------------------------------------------------------------------
@@ -207,6 +216,7 @@ const init = (root) => {
       figure.append(link);
       return figure;
     });
+    if (data.missing) items.push(pendingItem(manifest, data));
     grid.replaceChildren(...items);
   };
 
