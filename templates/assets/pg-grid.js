@@ -26,7 +26,7 @@ const gridImages = (manifest, grid, keys) => {
 const labelsOf = (manifest, keys) =>
   manifest.axes.map((axis, i) => axis.options.find((o) => o.key === keys[i]).label);
 
-export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed }) => {
+export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed, reconcile }) => {
   // Grid images get their source only when their link comes into view (the browser's own lazy
   // loading starts far beyond the fold: thousands of requests on a big grid). Until then the image
   // is not drawn (CSS: img:not([src])) and its link keeps the place, at the image's aspect ratio:
@@ -47,9 +47,58 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     return th;
   };
 
+  // One cell of the table: its images (a link each, keyed by its URL: one already there stays,
+  // drawn and focused, when the table is filled in anew) and a placeholder for what is missing.
+  const fill = (td, manifest, data, s, keys, ri, ci) => {
+    const images = gridImages(manifest, data, keys).filter((image) => s.sample === "all" || image.sample === s.sample - 1);
+    // a placeholder says what is still to come: the sample shown, or how many of all of them
+    const missing = s.sample === "all" ? gridMissing(manifest, data, keys) : (images.length ? 0 : 1);
+    td.classList.toggle("pg-missing", !images.length);
+    const labels = labelsOf(manifest, keys).join(" × ");
+    const linkTo = (image) => () => {
+      const link = document.createElement("a");
+      link.className = "pg-glink";
+      link.href = new URL(image.full, siteRoot).toString();
+      link.dataset.cell = keys.join("/");
+      link.dataset.sample = String(image.sample);
+      link.dataset.row = String(ri);
+      link.dataset.col = String(ci);
+      const img = document.createElement("img");
+      img.className = "pg-gimg";
+      [img.width, img.height] = image.size;
+      img.alt = `${labels} (sample ${image.sample + 1} of ${manifest.samples})`;
+      link.setAttribute("aria-label", img.alt);  // its name while the image is not drawn yet
+      link.style.aspectRatio = `${image.size[0]} / ${image.size[1]}`;
+      img.loading = "lazy";
+      img.decoding = "async";
+      const src = new URL(image.grid, siteRoot).toString();
+      link.append(img);
+      if (observer) {
+        img.dataset.src = src;
+        observer.observe(link);
+      } else {
+        img.src = src;
+      }
+      return link;
+    };
+    const wanted = images.map((image) => [new URL(image.full, siteRoot).toString(), linkTo(image)]);
+    if (missing) {
+      const text = s.sample === "all" ? `${missing} not rendered yet` : "not rendered yet";
+      wanted.push([text, () => {
+        const pending = document.createElement("span");
+        pending.className = "pg-gpending";
+        pending.textContent = text;
+        return pending;
+      }]);
+    }
+    reconcile(td, wanted, (node) => node.href ?? node.textContent);
+  };
+
   // The table for `s`: rows x columns of the axes chosen, the other axes as the dropdowns say.
-  const render = (manifest, data, s) => {
-    observer?.disconnect();
+  // `inPlace` (a new version of the same view, in the live preview): the table stays and only its
+  // cells' contents change, where the rows and columns are still the same.
+  let frame = "";
+  const render = (manifest, data, s, inPlace = false) => {
     const axisAt = (name) => manifest.axes.findIndex((axis) => axis.name === name);
     const r = s.rows ? axisAt(s.rows) : -1;
     const c = axisAt(s.cols);
@@ -58,9 +107,23 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     const fixed = manifest.axes.filter((_, i) => i !== r && i !== c)
       .map((axis) => `${axis.label}: ${axis.options.find((o) => o.key === s.cell[manifest.axes.indexOf(axis)]).label}`);
     const sampleWords = s.sample === "all" ? "all samples" : `sample ${s.sample}`;
-    table.querySelector("caption").textContent =
-      `${r >= 0 ? `${manifest.axes[r].label} (rows) × ` : ""}${manifest.axes[c].label} (columns), ${sampleWords}` +
+    const caption = `${r >= 0 ? `${manifest.axes[r].label} (rows) × ` : ""}${manifest.axes[c].label} (columns), ${sampleWords}` +
       (fixed.length ? `; ${fixed.join(", ")}` : "");
+    const cellKeys = (rowOption, colOption) => {
+      const keys = [...s.cell];
+      if (rowOption) keys[r] = rowOption.key;
+      keys[c] = colOption.key;
+      return keys;
+    };
+    const now = JSON.stringify([caption, rowOptions.map((o) => o && [o.key, o.label]), colOptions.map((o) => [o.key, o.label])]);
+    if (inPlace && now === frame) {
+      [...table.tBodies[0].rows].forEach((tr, ri) => colOptions.forEach((colOption, ci) =>
+        fill(tr.cells[ci + 1], manifest, data, s, cellKeys(rowOptions[ri], colOption), ri, ci)));
+      return;
+    }
+    frame = now;
+    observer?.disconnect();
+    table.querySelector("caption").textContent = caption;
     table.classList.toggle("pg-all", s.sample === "all");
     const headRow = document.createElement("tr");
     headRow.append(headerCell("td", null, ""), ...colOptions.map((o) => headerCell("th", "col", o.label)));
@@ -69,47 +132,8 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
       const tr = document.createElement("tr");
       tr.append(headerCell("th", "row", rowOption ? rowOption.label : "Images"));
       colOptions.forEach((colOption, ci) => {
-        const keys = [...s.cell];
-        if (rowOption) keys[r] = rowOption.key;
-        keys[c] = colOption.key;
         const td = document.createElement("td");
-        const images = gridImages(manifest, data, keys).filter((image) => s.sample === "all" || image.sample === s.sample - 1);
-        // a placeholder says what is still to come: the sample shown, or how many of all of them
-        const missing = s.sample === "all" ? gridMissing(manifest, data, keys) : (images.length ? 0 : 1);
-        if (!images.length) td.className = "pg-missing";
-        const labels = labelsOf(manifest, keys).join(" × ");
-        for (const image of images) {
-          const link = document.createElement("a");
-          link.className = "pg-glink";
-          link.href = new URL(image.full, siteRoot).toString();
-          link.dataset.cell = keys.join("/");
-          link.dataset.sample = String(image.sample);
-          link.dataset.row = String(ri);
-          link.dataset.col = String(ci);
-          const img = document.createElement("img");
-          img.className = "pg-gimg";
-          [img.width, img.height] = image.size;
-          img.alt = `${labels} (sample ${image.sample + 1} of ${manifest.samples})`;
-          link.setAttribute("aria-label", img.alt);  // its name while the image is not drawn yet
-          link.style.aspectRatio = `${image.size[0]} / ${image.size[1]}`;
-          img.loading = "lazy";
-          img.decoding = "async";
-          const src = new URL(image.grid, siteRoot).toString();
-          link.append(img);
-          if (observer) {
-            img.dataset.src = src;
-            observer.observe(link);
-          } else {
-            img.src = src;
-          }
-          td.append(link);
-        }
-        if (missing) {
-          const pending = document.createElement("span");
-          pending.className = "pg-gpending";
-          pending.textContent = s.sample === "all" ? `${missing} not rendered yet` : "not rendered yet";
-          td.append(pending);
-        }
+        fill(td, manifest, data, s, cellKeys(rowOption, colOption), ri, ci);
         tr.append(td);
       });
       return tr;

@@ -29,11 +29,12 @@ const getJson = async (url, retry) => {
 
 // Each file is fetched once while its fetch is pending or has succeeded. A failed one is
 // forgotten, so the next choice fetches it again (a rejected promise kept would fail forever).
+// `fresh` fetches it again past the HTTP cache (the live preview's manifest, rewritten).
 const fetched = new Map();  // URL -> promise of its JSON
 const failed = new Set();  // URLs whose last fetch failed
-const load = async (url) => {
+const load = async (url, fresh = false) => {
   const key = url.toString();
-  const pending = fetched.get(key) ?? getJson(url, failed.has(key));
+  const pending = (!fresh && fetched.get(key)) || getJson(url, fresh || failed.has(key));
   fetched.set(key, pending);
   try {
     const data = await pending;
@@ -91,6 +92,24 @@ const pendingItem = (manifest, cell) => {
   text.textContent = `${cell.missing} of ${manifest.samples} images not rendered yet`;
   item.append(text);
   return item;
+};
+
+// Put the nodes `wanted` ([key, make] pairs) into `parent`, in that order, and no others. A node
+// already there under its key (keyOf) stays where it is: a new version of the same view (the live
+// preview's) keeps the images already drawn, and the focus, and only adds what came.
+const reconcile = (parent, wanted, keyOf) => {
+  const have = new Map([...parent.children].map((node) => [keyOf(node), node]));
+  const keys = new Set(wanted.map(([key]) => key));
+  for (const [key, node] of have) if (!keys.has(key)) node.remove();
+  let at = parent.firstElementChild;
+  for (const [key, make] of wanted) {
+    const node = have.get(key);
+    if (node && node === at) {
+      at = at.nextElementSibling;
+    } else {
+      parent.insertBefore(node ?? make(), at);
+    }
+  }
 };
 
 // -- the page's state in its URL -------------------------------------------------------------------
@@ -176,7 +195,7 @@ const init = (root) => {
   let gridView = null;
   const gridModule = () => {
     gridView ??= import("./pg-grid.js").then(({ makeGrid }) =>
-      makeGrid({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed }));
+      makeGrid({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed, reconcile }));
     gridView.catch(() => { gridView = null; });  // a failed fetch is tried again on the next choice
     return gridView;
   };
@@ -199,7 +218,7 @@ const init = (root) => {
     promptText.textContent = data.prompt;
     negativeText.textContent = data.negative_prompt;
     negative.hidden = !data.negative_prompt;
-    const items = data.images.map((image, i) => {
+    const item = (image, i) => () => {
       const figure = document.createElement("figure");
       figure.className = "pg-item";
       const link = document.createElement("a");
@@ -215,9 +234,11 @@ const init = (root) => {
       link.append(img);
       figure.append(link);
       return figure;
-    });
-    if (data.missing) items.push(pendingItem(manifest, data));
-    grid.replaceChildren(...items);
+    };
+    // each image by its thumbnail's URL (its key is in the name), the placeholder by what it says
+    const items = data.images.map((image, i) => [new URL(image.thumb, siteRoot).toString(), item(image, i)]);
+    if (data.missing) items.push([`pending ${data.missing}`, () => pendingItem(manifest, data)]);
+    reconcile(grid, items, (node) => node.querySelector("img")?.src ?? `pending ${node.textContent.split(" ")[0]}`);
   };
 
   // The view's parts on the page: which controls show, which dropdowns the grid's axes take.
@@ -238,7 +259,8 @@ const init = (root) => {
 
   // Show the state that `choose(manifest)` gives; on failure, what is on the page stays and the
   // reader is told. The manifest is awaited here too, so a choice retries one that failed.
-  const show = async (choose) => {
+  // `again`: a new version of the gallery (the live preview): the view shown is shown anew.
+  const show = async (choose, again = false) => {
     const ticket = ++latest;
     let what = "the other combinations";
     try {
@@ -253,8 +275,8 @@ const init = (root) => {
         state = s;
         layout(manifest, s);
         const key = writeState(manifest, s);
-        if (key !== gridShown) {
-          view.render(manifest, data, s);
+        if (again || key !== gridShown) {
+          view.render(manifest, data, s, again && key === gridShown);
           gridShown = key;
         }
         say("");
@@ -263,7 +285,7 @@ const init = (root) => {
       state = s;
       layout(manifest, s);
       const path = s.cell.join("/");
-      if (path !== shown) {
+      if (again || path !== shown) {
         const data = await loadCell(manifest, path);
         if (ticket !== latest) return;
         render(manifest, data);
@@ -353,6 +375,31 @@ const init = (root) => {
   if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
   window.addEventListener("popstate", () => show((manifest) => readState(manifest, window.location.search)));
   show((manifest) => readState(manifest, window.location.search));
+
+  // [live] A new version of the gallery (only the live preview, gallery serve --watch, sends this
+  // event; templates/preview/live.js): the manifest again, the dropdowns' options as it lists them,
+  // the view the reader has (kept in the URL) shown anew, and the lightbox's cell, if it is open.
+  root.addEventListener("pg-refresh", async () => {
+    let manifest;
+    try {
+      manifest = await load(manifestUrl, true);
+    } catch (error) {
+      sayFailed("the new images", error);
+      return;
+    }
+    selects.forEach((select) => {
+      const i = manifest.axes.findIndex((axis) => axis.name === select.dataset.axis);
+      const options = manifest.axes[i]?.options ?? [];
+      const have = [...select.options].map((option) => `${option.value}\n${option.textContent}`);
+      if (!options.length || have.join("\n") === options.map((o) => `${o.key}\n${o.label}`).join("\n")) return;
+      const value = select.value;
+      select.replaceChildren(...options.map((o) => new Option(o.label, o.key)));
+      select.value = options.some((o) => o.key === value) ? value : manifest.default[i];
+    });
+    await show((m) => readState(m, window.location.search), true);
+    if (lightbox.dialog.open) lightbox.refresh(manifest, loadCell).catch(() => {});
+  });
+  // [/live]
 
   // [compare] the lightbox's mark and compare buttons follow the image it shows; a link to a
   // compare opens it
@@ -453,6 +500,18 @@ const makeLightbox = (root, siteRoot) => {
   return {
     dialog,
     current,
+    // A new version of the gallery (the live preview): the image shown stays, with its cell's new
+    // file (more samples to step through); one that left the gallery stays until the reader moves.
+    refresh: async (withManifest, loadCell) => {
+      const sample = cell?.images[index]?.sample;
+      const data = await loadCell(withManifest, nav ? nav.path(opener) : path);
+      const i = data.images.findIndex((image) => image.sample === sample);
+      if (!dialog.open || i < 0) return;
+      manifest = withManifest;
+      cell = data;
+      index = i;
+      render();
+    },
     open: (withManifest, data, i, from, withNav = null, cellPath = null) => {
       manifest = withManifest;
       cell = data;

@@ -1,0 +1,48 @@
+/* The live preview (only `gallery serve --watch` puts this script on the page: a published page
+   never has it). The preview server tells the open page of each new state of the site by
+   Server-Sent Events; on a new site each gallery on the page is asked to fetch its manifest again
+   (the "pg-refresh" event, see prompt-gallery.js), which fills in the images that landed where
+   the reader is looking, without a reload. A mistake (in prompts.yaml, a template, the render)
+   shows as a banner while the last good page stays. When what the page's HTML is made of changes
+   (the axes, the page's settings, a template: `shape`), the page reloads; its URL keeps the view. */
+
+const shape = new URL(import.meta.url).searchParams.get("shape");
+
+const banner = document.createElement("div");
+banner.className = "pg-live-banner";
+banner.setAttribute("role", "alert");
+Object.assign(banner.style, {
+  position: "sticky", top: "0", zIndex: "1000", margin: "0 0 1rem", padding: "0.75rem 1rem",
+  whiteSpace: "pre-wrap", overflowWrap: "anywhere", font: "0.875rem/1.4 monospace",
+  background: "#fff3cd", color: "#3d2c00", borderBottom: "2px solid #b45309",
+});
+banner.hidden = true;
+const progress = document.createElement("p");
+progress.className = "pg-live-status";
+Object.assign(progress.style, {
+  position: "fixed", right: "0.5rem", bottom: "0.5rem", zIndex: "1000", margin: "0", padding: "0.25rem 0.5rem",
+  font: "0.75rem/1.4 sans-serif", background: "#1f1f1f", color: "#fff", borderRadius: "4px",
+});
+progress.hidden = true;
+document.body.prepend(banner);
+document.body.append(progress);
+
+let site = null;
+const events = new EventSource("/__gallery/events");
+events.addEventListener("message", (event) => {
+  const state = JSON.parse(event.data);
+  if (shape !== null && state.shape !== shape) {
+    events.close();
+    window.location.reload();
+    return;
+  }
+  banner.textContent = state.error ? `The preview shows the last good page.\n${state.error}` : "";
+  banner.hidden = !state.error;
+  progress.textContent = state.status;
+  progress.hidden = !state.status;
+  if (state.site !== site) {
+    site = state.site;
+    document.querySelectorAll(".prompt-gallery[data-manifest]").forEach((root) =>
+      root.dispatchEvent(new CustomEvent("pg-refresh")));
+  }
+});
