@@ -25,6 +25,7 @@ from gallery.site import BUILTIN_TEMPLATES
 LIVE_SCRIPT = BUILTIN_TEMPLATES / "preview" / "live.js"
 LIVE_SCRIPT_URL = "/__gallery/live.js"
 EVENTS_URL = "/__gallery/events"
+VIEW_URL = "/__gallery/view"
 
 _INCLUDE = re.compile(r"\{%-?\s*include\s+(\S+)\s*-?%\}")
 _RELATIVE_URL = re.compile(r"\{\{-?\s*'([^']*)'\s*\|\s*relative_url\s*-?\}\}")
@@ -72,6 +73,7 @@ class Live:
         self.version = 0
         self.closed = False
         self.state: dict = {"site": 0, "error": None, "shape": "", "status": ""}
+        self.on_view: Callable[[str], None] = lambda query: None  # an open page's view (its URL's query)
 
     def update(self, **changes) -> None:
         with self._changed:
@@ -130,6 +132,18 @@ def serve(
                     # seconds, so a manifest rewritten within the second would be "not modified"
                     del self.headers["If-Modified-Since"]
                 super().do_GET()
+
+        def do_POST(self):  # the live page tells which view it shows (its URL's query)
+            if live is None or self.path != VIEW_URL:
+                self.send_error(404)
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 <= length <= 64 * 1024:
+                self.send_error(413)
+                return
+            live.on_view(self.rfile.read(length).decode("utf-8", "replace"))
+            self.send_response(204)
+            self.end_headers()
 
         def _send(self, data: bytes, kind: str) -> None:
             self.send_response(200)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,7 +83,11 @@ class Watch:
         # the plan now, and its generation (which moves on with each new plan: a render of an
         # older one stops), in one tuple: the renderer reads both at once
         self.current: tuple[Project, int] = (open_project(self.config_path, any_size=any_size), 0)
+        self._moving = threading.Lock()  # held to change `current` (the watcher and the server's threads)
         self._errors: dict[str, str | None] = {"config": None, "site": None, "render": None}
+        self._view = ""  # the query of the page the reader has open (its view): those cells render first
+        self._running: tuple[list[str], list[int]] | None = None  # the render's order (cell paths), how many done
+        self.live.on_view = self.look
 
     # -- what the threads share -------------------------------------------------------------------
 
@@ -195,12 +201,33 @@ class Watch:
             return False
         same = project.plan.keys == self.project.plan.keys
         # the same images (an edit of the page's text, a render setting): the render goes on
-        self.current = (project, self.generation + (not same))
+        with self._moving:
+            self.current = (project, self.generation + (not same))
         self.say("watch: prompts.yaml changed" + ("" if same else ": planning again"))
         self._site_due.set()
         if not same or self._errors["render"]:  # (a render that failed is tried again)
             self._render_due.set()
         return True
+
+    # -- the reader's view --------------------------------------------------------------------------
+
+    def look(self, query: str) -> None:
+        """The open page shows the view of `query` (its URL's: cell, grid axes): its cells render
+        first. A render under way that would do them later stops after its batch and starts again."""
+        self._view = query
+        running = self._running
+        if running is None:
+            return
+        order, done = running
+        wanted = in_view(self.project, query)
+        later = order[done[0] :]
+        first_other = next((i for i, path in enumerate(later) if path not in wanted), len(later))
+        if any(path in wanted for path in later[first_other:]):
+            self.say("watch: the page shows other cells: they render first")
+            with self._moving:
+                project, generation = self.current
+                self.current = (project, generation + 1)
+            self._render_due.set()
 
     # -- the site writer --------------------------------------------------------------------------
 
@@ -270,6 +297,8 @@ class Watch:
         cache = _Landing(config.cache_dir, self._landed)
         entries = cache.whole_entries(plan.keys)
         missing = [job for job in plan.jobs if job.key not in entries]
+        wanted = in_view(project, self._view)
+        missing.sort(key=lambda job: "/".join(job.cell) not in wanted)  # the reader's cells first
         if missing:
             from gallery.render import Renderer
 
@@ -289,11 +318,14 @@ class Watch:
         class Progress:
             """The renderer's progress object: told after each batch; a new plan stops the render there."""
 
-            done = 0
+            def __init__(self, cells: list[str]) -> None:
+                self.done = [0]  # shared with look(), which reads how far the render is
+                self.total = len(cells)
+                watch._running = (cells, self.done)
 
             def update(self, n: int) -> None:
-                self.done += n
-                watch.live.update(status=f"Rendering: {self.done} of {len(missing)} images done")
+                self.done[0] += n
+                watch.live.update(status=f"Rendering: {self.done[0]} of {self.total} images done")
                 if generation != watch.generation or watch.stop.is_set():
                     raise Superseded
 
@@ -306,7 +338,11 @@ class Watch:
                 jobs = cache.missing(jobs)  # another build may have rendered some meanwhile
                 self.say(f"watch: rendering {len(jobs)} images on {renderer.target.device}")
                 self.live.update(status=f"Rendering {len(jobs)} images")
-                report = renderer.render(jobs, cache, progress=Progress())
+                try:
+                    progress = Progress(["/".join(job.cell) for job in jobs])
+                    report = renderer.render(jobs, cache, progress=progress)
+                finally:
+                    self._running = None
             self.say(f"watch: rendered {report.rendered} images in {report.seconds:.1f}s")
             self.stages.unusable("render", report.rejected)
 
@@ -316,3 +352,26 @@ class Watch:
 def _making(runtime) -> object:
     """What of the render settings the Renderer holds (not the samples or the seed: they are the plan's)."""
     return dataclasses.replace(runtime, samples=0, seed=0)
+
+
+def in_view(project: Project, query: str) -> set[str]:
+    """The paths of the cells a page of this query shows, read as the page's script reads its URL
+    (prompt-gallery.js readState): the cell its axes name (else the default), or in the grid view
+    every cell of its rows and columns."""
+    config = project.config
+    params = {name: values[0] for name, values in urllib.parse.parse_qs(query.lstrip("?")).items()}
+    cell = [
+        params[axis.name] if any(o.key == params.get(axis.name) for o in axis.options) else default
+        for axis, default in zip(config.axes, config.page.default, strict=True)
+    ]
+    view = config.page.view
+    if params.get("view", view.mode) != "grid" or len(project.plan.cells) < 2:
+        return {"/".join(cell)}
+    spans = {params.get("rows", view.rows), params.get("cols", view.columns)}
+    free = [i for i, axis in enumerate(config.axes) if axis.name in spans]
+    cells = set()
+    for options in itertools.product(*(config.axes[i].options for i in free)):
+        for i, option in zip(free, options, strict=True):
+            cell[i] = option.key
+        cells.add("/".join(cell))
+    return cells

@@ -209,3 +209,56 @@ def test_an_edit_during_a_render_stops_what_no_longer_applies_and_keeps_what_is_
     assert len(after - start) < 40  # the 40 were not all rendered
     assert problems == []
     page.context.close()
+
+
+def rendered_at(folder: Path) -> dict[str, list[int]]:
+    """Cell path -> when each of its cached PNGs was written (ns), from the sidecars."""
+    times: dict[str, list[int]] = {}
+    for sidecar in (folder / ".gallery-cache" / "images").rglob("*.json"):
+        side = json.loads(sidecar.read_text())
+        times.setdefault("/".join(side["cell"]), []).append(side["png"]["mtime_ns"])
+    return times
+
+
+def test_the_cells_the_reader_looks_at_render_first(watching, browser):
+    server, model = watching
+    folder = server.prompts.parent
+    styles = "oil: oil painting"
+    server.wait_line("watch: prompts.yaml changed", server.edit(prompts_text(model, styles)))
+    # the page is open on a cell the next edit adds, last in the plan's order; it tells the preview
+    page = browser.new_context().new_page()
+    told = lambda r: r.url.endswith("/__gallery/view") and r.request.method == "POST"  # noqa: E731
+    with page.expect_response(told) as response:
+        page.goto(server.url + "?subject=cat&style=z3")
+    assert response.value.status == 204 and response.value.request.post_data == "?subject=cat&style=z3"
+
+    more = f"{styles}, z1: charcoal, z2: pastel, z3: gouache"
+    mark = server.edit(prompts_text(model, more, extra=", batch_size: 1"))
+    assert server.wait_line("watch: rendering", mark) == "watch: rendering 6 images on cpu"
+    page.wait_for_function(
+        "document.querySelectorAll('.pg-grid img').length === 2 && "
+        "document.querySelector('.pg-prompt-text').textContent === 'a cat gouache'",
+        timeout=120_000,
+    )
+    server.wait_line("watch: rendered", mark)
+    times = rendered_at(folder)
+    assert max(times["cat/z3"]) < min(times["cat/z1"] + times["cat/z2"])  # the cell in view came first
+    page.context.close()
+
+
+def test_a_view_that_a_render_would_reach_later_starts_it_again_in_its_order(tmp_path, tiny_sd):
+    from gallery.watch import Watch, in_view
+
+    prompts = write_prompts(tmp_path, prompts_text(tiny_sd, "a: a, b: b, c: c, d: d"))
+    watch = Watch(prompts, stages=None, say=lambda text: None)
+    project = watch.project
+    assert in_view(project, "?subject=cat&style=c") == {"cat/c"}
+    assert in_view(project, "?style=nope") == {"cat/a"}  # as the page falls back: the default cell
+    assert in_view(project, "?view=grid&rows=subject&cols=style") == {"cat/a", "cat/b", "cat/c", "cat/d"}
+    watch._running = (["cat/a", "cat/a", "cat/b", "cat/b", "cat/c", "cat/d"], [2])  # two done
+    watch.look("?style=b")  # next anyway: nothing changes
+    assert watch.generation == 0 and watch._view == "?style=b"
+    watch.look("?style=a")  # done already
+    assert watch.generation == 0
+    watch.look("?style=d")  # last: the render starts again, d first
+    assert watch.generation == 1 and watch._render_due.is_set()

@@ -4,7 +4,9 @@
    (the "pg-refresh" event, see prompt-gallery.js), which fills in the images that landed where
    the reader is looking, without a reload. A mistake (in prompts.yaml, a template, the render)
    shows as a banner while the last good page stays. When what the page's HTML is made of changes
-   (the axes, the page's settings, a template: `shape`), the page reloads; its URL keeps the view. */
+   (the axes, the page's settings, a template: `shape`), the page reloads; its URL keeps the view.
+   The page tells the preview which view it shows (its URL, on each change), and the cells in it
+   render first. */
 
 const shape = new URL(import.meta.url).searchParams.get("shape");
 
@@ -46,3 +48,13 @@ events.addEventListener("message", (event) => {
       root.dispatchEvent(new CustomEvent("pg-refresh")));
   }
 });
+
+// The view the reader has (the page keeps it in its URL): the preview renders its cells first.
+const tell = () => fetch("/__gallery/view", { method: "POST", body: window.location.search }).catch(() => {});
+const pushState = window.history.pushState.bind(window.history);
+window.history.pushState = (...args) => {
+  pushState(...args);
+  tell();
+};
+window.addEventListener("popstate", tell);
+tell();
