@@ -87,6 +87,7 @@ class Watching:
 def watching(tmp_path_factory, tiny_sd):
     """One `gallery serve --watch` for the module's tests; each writes the prompts.yaml it needs."""
     work = tmp_path_factory.mktemp("watch")
+    (work / "templates").mkdir()  # the project's own templates, none yet: watched from the start
     server = Watching(write_prompts(work, prompts_text(tiny_sd, "oil: oil painting, ink: ink drawing")))
     yield server, tiny_sd
     server.stop()
@@ -262,3 +263,28 @@ def test_a_view_that_a_render_would_reach_later_starts_it_again_in_its_order(tmp
     assert watch.generation == 0
     watch.look("?style=d")  # last: the render starts again, d first
     assert watch.generation == 1 and watch._render_due.is_set()
+
+
+def test_a_template_edit_reloads_the_page_and_a_broken_one_shows_a_banner(watching, browser):
+    server, model = watching
+    folder = server.prompts.parent
+    server.wait_line("watch: prompts.yaml changed", server.edit(prompts_text(model, "oil: oil painting")))
+    page, problems = open_page(browser, server.url)
+    page.wait_for_function("document.querySelectorAll('.pg-grid img').length === 2", timeout=120_000)
+    builtin = (REPO / "templates" / "gallery.html").read_text(encoding="utf-8")
+    override = folder / "templates" / "gallery.html"
+    override.write_text(builtin.replace('<p class="pg-prompt">', '<p class="pg-mine">Mine</p>\n<p class="pg-prompt">'))
+    page.locator(".pg-mine").wait_for()  # the page reloaded with the new template
+    page.wait_for_function("document.querySelectorAll('.pg-grid img').length === 2")
+
+    override.write_text(builtin.replace("[% endfor %]", "[% endfore %]", 1))  # a Jinja mistake
+    banner = page.locator(".pg-live-banner")
+    banner.wait_for(state="visible")
+    assert f"{override}:" in banner.inner_text() and "endfore" in banner.inner_text()
+    assert page.locator(".pg-mine").count() == 1  # the last good page stays
+
+    override.unlink()  # back to the built-in one
+    page.locator(".pg-mine").wait_for(state="detached")
+    assert page.locator(".pg-live-banner").is_hidden()
+    assert problems == []
+    page.context.close()
