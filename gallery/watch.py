@@ -38,7 +38,7 @@ SITE_INTERVAL = 0.25
 
 
 class Superseded(Exception):
-    """The plan a render was for is no longer the current one (raised between batches)."""
+    """The plan a render was for, or its order, is no longer the current one (raised between batches)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +84,7 @@ class Watch:
         # older one stops), in one tuple: the renderer reads both at once
         self.current: tuple[Project, int] = (open_project(self.config_path, any_size=any_size), 0)
         self._moving = threading.Lock()  # held to change `current` (the watcher and the server's threads)
+        self._why = ""  # why the generation last moved on, for the terminal
         self._errors: dict[str, str | None] = {"config": None, "site": None, "render": None}
         self._view = ""  # the query of the page the reader has open (its view): those cells render first
         self._running: tuple[list[str], list[int]] | None = None  # the render's order (cell paths), how many done
@@ -203,6 +204,7 @@ class Watch:
         # the same images (an edit of the page's text, a render setting): the render goes on
         with self._moving:
             self.current = (project, self.generation + (not same))
+            self._why = "the plan changed"
         self.say("watch: prompts.yaml changed" + ("" if same else ": planning again"))
         self._site_due.set()
         if not same or self._errors["render"]:  # (a render that failed is tried again)
@@ -223,10 +225,10 @@ class Watch:
         later = order[done[0] :]
         first_other = next((i for i, path in enumerate(later) if path not in wanted), len(later))
         if any(path in wanted for path in later[first_other:]):
-            self.say("watch: the page shows other cells: they render first")
             with self._moving:
                 project, generation = self.current
                 self.current = (project, generation + 1)
+                self._why = "the page shows other cells: they render first"
             self._render_due.set()
 
     # -- the site writer --------------------------------------------------------------------------
@@ -247,7 +249,7 @@ class Watch:
 
         project = self.project
         try:
-            report = build_site(project.plan, project.cache)
+            build_site(project.plan, project.cache)
         except (GalleryError, TemplateError) as err:
             where, line = getattr(err, "filename", None), getattr(err, "lineno", None)
             message = f"{where}:{line}: {err}" if where and line else str(err)
@@ -260,7 +262,7 @@ class Watch:
             self._error("site", None)
             # the shape of the site now written: a page of another one reloads (only now: a page
             # reloaded before the site is written would show the old one)
-            self.live.update(site=True, missing=report.missing, shape=self._shape(project))
+            self.live.update(site=True, shape=self._shape(project))
 
     def _landed(self) -> None:
         self._site_due.set()
@@ -278,7 +280,7 @@ class Watch:
                 renderer = self._render(renderer)
                 self._error("render", None)
             except Superseded:
-                self.say("watch: the plan changed: the render goes on with the new one (finished images are kept)")
+                self.say(f"watch: {self._why}: the render goes on in the new order (finished images are kept)")
             except GalleryError as err:
                 self.say(f"watch: {err}")
                 self._error("render", str(err))

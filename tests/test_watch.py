@@ -195,7 +195,7 @@ def test_an_edit_during_a_render_stops_what_no_longer_applies_and_keeps_what_is_
     before = cached(folder)
 
     mark = server.edit(prompts_text(model, "sketch: pencil sketch", samples=3, extra=", batch_size: 1"))
-    server.wait_line("the plan changed: the render goes on with the new one", mark)
+    server.wait_line("watch: the plan changed: the render goes on in the new order", mark)
     # the page (reloaded: the samples changed what it is made of) shows the new plan, whole
     page.wait_for_function(
         "document.querySelectorAll('.pg-grid img').length === 3 && !document.querySelector('.pg-pending')",
