@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from accessibility import axe_violations
 from conftest import cell_of
 from gallery.cli import main
 from gallery.config import load_config
@@ -75,6 +76,7 @@ def test_a_partial_site_shows_what_exists_and_counts_what_is_missing(partial, br
             v.wait_thumbs([f"{BASEURL}/{i['thumb']}" for i in cell_of(site, "partial", cell)["images"]])
             want = [f"{SAMPLES - len(samples)} of {SAMPLES} images not rendered yet"] if len(samples) < SAMPLES else []
             assert pending(page) == want, cell
+        assert axe_violations(page) == []  # the placeholder among the images
         v.close()
         # the grid view: all samples, each cell with its count; one sample, where it is missing
         v = Visit(browser, url + "?view=grid&rows=subject&cols=style&sample=all")
@@ -87,6 +89,7 @@ def test_a_partial_site_shows_what_exists_and_counts_what_is_missing(partial, br
         v.page.wait_for_function("document.querySelectorAll('.pg-table img').length === 1")
         rows = v.page.eval_on_selector_all(".pg-table tbody tr", f"trs => trs.map({texts})")
         assert rows == [["not rendered yet", "not rendered yet"], ["", "not rendered yet"]]
+        assert axe_violations(v.page) == []
         v.close()
 
     # the rest rendered: no placeholder is left
