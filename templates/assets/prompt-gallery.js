@@ -376,28 +376,17 @@ const init = (root) => {
   window.addEventListener("popstate", () => show((manifest) => readState(manifest, window.location.search)));
   show((manifest) => readState(manifest, window.location.search));
 
-  // [live] A new version of the gallery (only the live preview, gallery serve --watch, sends this
-  // event; templates/preview/live.js): the manifest again, the dropdowns' options as it lists them,
-  // the view the reader has (kept in the URL) shown anew, and the lightbox's cell, if it is open.
+  // [live] A new version of the gallery: only the live preview (gallery serve --watch) sends this
+  // event (templates/preview/live.js, which has also given the dropdowns any new options). The
+  // view the reader has (kept in the URL) is shown anew, and the lightbox's cell, if it is open.
   root.addEventListener("pg-refresh", async () => {
-    let manifest;
     try {
-      manifest = await load(manifestUrl, true);
+      const manifest = await load(manifestUrl, true);
+      await show((m) => readState(m, window.location.search), true);
+      if (lightbox.dialog.open) await lightbox.refresh(manifest, loadCell);
     } catch (error) {
       sayFailed("the new images", error);
-      return;
     }
-    selects.forEach((select) => {
-      const i = manifest.axes.findIndex((axis) => axis.name === select.dataset.axis);
-      const options = manifest.axes[i]?.options ?? [];
-      const have = [...select.options].map((option) => `${option.value}\n${option.textContent}`);
-      if (!options.length || have.join("\n") === options.map((o) => `${o.key}\n${o.label}`).join("\n")) return;
-      const value = select.value;
-      select.replaceChildren(...options.map((o) => new Option(o.label, o.key)));
-      select.value = options.some((o) => o.key === value) ? value : manifest.default[i];
-    });
-    await show((m) => readState(m, window.location.search), true);
-    if (lightbox.dialog.open) lightbox.refresh(manifest, loadCell).catch(() => {});
   });
   // [/live]
 

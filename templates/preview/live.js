@@ -44,10 +44,30 @@ events.addEventListener("message", (event) => {
   progress.hidden = !state.status;
   if (state.site !== site) {
     site = state.site;
-    document.querySelectorAll(".prompt-gallery[data-manifest]").forEach((root) =>
-      root.dispatchEvent(new CustomEvent("pg-refresh")));
+    document.querySelectorAll(".prompt-gallery[data-manifest]").forEach(refresh);
   }
 });
+
+// A new site: the dropdowns get the options the manifest lists now (an option added to an axis),
+// then the gallery's own script shows the reader's view anew ("pg-refresh", prompt-gallery.js).
+const refresh = async (root) => {
+  try {
+    const response = await fetch(new URL(root.dataset.manifest, document.baseURI), { cache: "no-cache" });
+    const manifest = await response.json();
+    root.querySelectorAll("select[data-axis]").forEach((select) => {
+      const i = manifest.axes.findIndex((axis) => axis.name === select.dataset.axis);
+      const options = manifest.axes[i]?.options ?? [];
+      const now = options.map((o) => `${o.key}\n${o.label}`).join("\n");
+      if (!options.length || [...select.options].map((o) => `${o.value}\n${o.textContent}`).join("\n") === now) return;
+      const value = select.value;
+      select.replaceChildren(...options.map((o) => new Option(o.label, o.key)));
+      select.value = options.some((o) => o.key === value) ? value : manifest.default[i];
+    });
+  } catch {
+    // the gallery's script says it when it cannot load the manifest either
+  }
+  root.dispatchEvent(new CustomEvent("pg-refresh"));
+};
 
 // The view the reader has (the page keeps it in its URL): the preview renders its cells first.
 const tell = () => fetch("/__gallery/view", { method: "POST", body: window.location.search }).catch(() => {});
