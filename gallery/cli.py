@@ -418,9 +418,10 @@ def _check_upscaler(plan: Plan, entries: dict) -> None:
         check_upscaler(upscale)
 
 
-def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
+def _upscale(plan: Plan, cache: Cache, entries: dict, landed: Callable[[], None] | None = None) -> int:
     """The optional stage after rendering; like rendering, only what is missing.
-    Returns how many images came out unusable (not cached)."""
+    Returns how many images came out unusable (not cached). `landed` is told after each image
+    (gallery serve --watch writes the site then)."""
     if not plan.upscales:
         return 0
     from tqdm import tqdm
@@ -437,16 +438,27 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
         if not todo:
             return 0
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            rejected = stage.run(plan, cache, todo, entries, bar)
+            rejected = stage.run(plan, cache, todo, entries, _Telling(bar, landed) if landed else bar)
     entries.update(cache.whole_entries(u.key for u in todo))
     print(f"upscale: {len(todo)} images ({_upscaler(plan.config)}) in {_duration(time.perf_counter() - started)}")
     return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])
 
 
-def _upscale_all(plan: Plan, cache: Cache, entries: dict) -> int:
+def _upscale_all(plan: Plan, cache: Cache, entries: dict, landed: Callable[[], None]) -> int:
     """The upscale stage after a render of `gallery serve --watch`: the upscaler checked, then run."""
     _check_upscaler(plan, entries)
-    return _upscale(plan, cache, entries)
+    return _upscale(plan, cache, entries, landed)
+
+
+class _Telling:
+    """A progress bar that also tells `landed` after each step."""
+
+    def __init__(self, bar, landed: Callable[[], None]):
+        self.bar, self.landed = bar, landed
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        self.landed()
 
 
 def _report_unusable(stage: str, rejected: list) -> int:

@@ -45,7 +45,8 @@ class Superseded(Exception):
 class Stages:
     """What the watch does as `gallery build` does it (the CLI's own, passed in: gallery.cli)."""
 
-    upscale: Callable[[Plan, Cache, dict], int]  # the upscale stage on what is missing; how many refused
+    # the upscale stage on what is missing, telling the last argument of each image; how many it refused
+    upscale: Callable[[Plan, Cache, dict, Callable[[], None]], int]
     at_its_line: Callable  # a decorator: a setting only the model judges -> a ConfigError at its line
     unusable: Callable[[str, list], int]  # say the images a stage refused to cache
     on_wait: Callable[[], None]  # another build holds the cache lock
@@ -310,7 +311,7 @@ class Watch:
             entries.update(cache.whole_entries(job.key for job in missing))
         if generation != self.generation:
             raise Superseded
-        self.stages.upscale(plan, cache, entries)
+        self.stages.upscale(plan, cache, entries, self._landed)
         project.memo.save()
         return renderer
 

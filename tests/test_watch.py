@@ -21,13 +21,14 @@ pytestmark = browser_mark
 SLUG = "live"
 
 
-def prompts_text(model: Path, styles: str, samples: int = 2, extra: str = "") -> str:
+def prompts_text(model: Path, styles: str, samples: int = 2, extra: str = "", more: str = "") -> str:
     return f"""
         page: {{title: Live, slug: {SLUG}}}
         render: {{model: {model}, steps: 2, width: 64, height: 64, samples: {samples}{extra}}}
         axes:
           subject: {{cat: a cat}}
           style: {{{styles}}}
+        {more}
     """
 
 
@@ -286,5 +287,27 @@ def test_a_template_edit_reloads_the_page_and_a_broken_one_shows_a_banner(watchi
     override.unlink()  # back to the built-in one
     page.locator(".pg-mine").wait_for(state="detached")
     assert page.locator(".pg-live-banner").is_hidden()
+    assert problems == []
+    page.context.close()
+
+
+def test_an_upscale_added_under_the_watch_fills_the_page_with_the_upscaled_pictures(watching, browser):
+    server, model = watching
+    text = prompts_text(model, "oil: oil painting")
+    server.wait_line("watch: prompts.yaml changed", server.edit(text))
+    page, problems = open_page(browser, server.url)
+    page.wait_for_function("document.querySelectorAll('.pg-grid img').length === 2", timeout=120_000)
+    before = page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.src)")
+
+    mark = server.edit(prompts_text(model, "oil: oil painting", more="upscale: {upscaler: lanczos, factor: 2}"))
+    server.wait_line("upscale: 2 images (Lanczos 2x)", mark)  # nothing to render: only the upscale stage
+    page.wait_for_function(
+        "before => { const now = [...document.querySelectorAll('.pg-grid img')].map(e => e.src);"
+        " return now.length === 2 && now.every(src => !before.includes(src)); }",
+        arg=before,
+        timeout=120_000,
+    )
+    page.locator(".pg-grid a.pg-link").first.click()
+    page.wait_for_function("document.querySelector('.pg-lb-img').naturalWidth === 128")
     assert problems == []
     page.context.close()
