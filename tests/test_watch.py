@@ -105,6 +105,16 @@ def open_page(browser, url: str, **context):
     return page, problems
 
 
+def page_on(server: Watching, browser, text: str):
+    """prompts.yaml as `text` (whose default cell holds 2 images), and a page open on it once they show."""
+    server.wait_line("watch: prompts.yaml changed", server.edit(text))
+    page, problems = open_page(browser, server.url)
+    page.wait_for_function("document.querySelectorAll('.pg-grid img').length === 2", timeout=120_000)
+    return page, problems
+
+
+THUMBS = "els => els.map(e => e.src)"
+
 # each grid cell as "images/placeholder" (a grid image loads as it comes into view: its link counts)
 TABLE = """() => [...document.querySelectorAll('.pg-table tbody td')].map(td =>
     td.querySelectorAll('a.pg-glink').length + '/' + (td.querySelector('.pg-gpending')?.textContent ?? ''))"""
@@ -155,10 +165,8 @@ def test_an_edit_reaches_the_open_page_without_a_reload_or_moving_the_reader(wat
 def test_a_bad_edit_shows_a_banner_and_keeps_the_page(watching, browser):
     server, model = watching
     good = prompts_text(model, "oil: oil painting, ink: ink drawing")
-    server.wait_line("watch: prompts.yaml changed", server.edit(good))
-    page, problems = open_page(browser, server.url)
-    page.wait_for_function("document.querySelectorAll('.pg-grid img').length === 2", timeout=120_000)
-    thumbs = page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.src)")
+    page, problems = page_on(server, browser, good)
+    thumbs = page.eval_on_selector_all(".pg-grid img", THUMBS)
     page.evaluate("window.pgMarker = 1")
 
     mark = server.edit(good.replace("samples: 2", "samples: -3"))
@@ -167,15 +175,15 @@ def test_a_bad_edit_shows_a_banner_and_keeps_the_page(watching, browser):
     banner = page.locator(".pg-live-banner")
     banner.wait_for(state="visible")
     assert "prompts.yaml:2" in banner.inner_text() and "render.samples" in banner.inner_text()
-    assert page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.src)") == thumbs  # the page stays
+    assert page.eval_on_selector_all(".pg-grid img", THUMBS) == thumbs  # the page stays
     # and a reload shows the last good page, with the banner
     page.reload()
     page.locator(".pg-live-banner").wait_for(state="visible")
-    assert page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.src)") == thumbs
+    assert page.eval_on_selector_all(".pg-grid img", THUMBS) == thumbs
 
     server.edit(good)  # fixed: the banner goes
     page.locator(".pg-live-banner").wait_for(state="hidden")
-    assert page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.src)") == thumbs
+    assert page.eval_on_selector_all(".pg-grid img", THUMBS) == thumbs
     assert problems == []
     page.context.close()
 
@@ -269,9 +277,7 @@ def test_a_view_that_a_render_would_reach_later_starts_it_again_in_its_order(tmp
 def test_a_template_edit_reloads_the_page_and_a_broken_one_shows_a_banner(watching, browser):
     server, model = watching
     folder = server.prompts.parent
-    server.wait_line("watch: prompts.yaml changed", server.edit(prompts_text(model, "oil: oil painting")))
-    page, problems = open_page(browser, server.url)
-    page.wait_for_function("document.querySelectorAll('.pg-grid img').length === 2", timeout=120_000)
+    page, problems = page_on(server, browser, prompts_text(model, "oil: oil painting"))
     builtin = (REPO / "templates" / "gallery.html").read_text(encoding="utf-8")
     override = folder / "templates" / "gallery.html"
     override.write_text(builtin.replace('<p class="pg-prompt">', '<p class="pg-mine">Mine</p>\n<p class="pg-prompt">'))
@@ -293,11 +299,8 @@ def test_a_template_edit_reloads_the_page_and_a_broken_one_shows_a_banner(watchi
 
 def test_an_upscale_added_under_the_watch_fills_the_page_with_the_upscaled_pictures(watching, browser):
     server, model = watching
-    text = prompts_text(model, "oil: oil painting")
-    server.wait_line("watch: prompts.yaml changed", server.edit(text))
-    page, problems = open_page(browser, server.url)
-    page.wait_for_function("document.querySelectorAll('.pg-grid img').length === 2", timeout=120_000)
-    before = page.eval_on_selector_all(".pg-grid img", "els => els.map(e => e.src)")
+    page, problems = page_on(server, browser, prompts_text(model, "oil: oil painting"))
+    before = page.eval_on_selector_all(".pg-grid img", THUMBS)
 
     mark = server.edit(prompts_text(model, "oil: oil painting", more="upscale: {upscaler: lanczos, factor: 2}"))
     server.wait_line("upscale: 2 images (Lanczos 2x)", mark)  # nothing to render: only the upscale stage
