@@ -195,9 +195,9 @@ def cached(folder: Path) -> set[str]:
 def test_an_edit_during_a_render_stops_what_no_longer_applies_and_keeps_what_is_finished(watching, browser):
     server, model = watching
     folder = server.prompts.parent
-    # one image a batch, many of them: the render is under way when the edit comes
+    # one image a batch, many of them (a fast machine too is still rendering when the edit comes)
     start = cached(folder)
-    mark = server.edit(prompts_text(model, "sketch: pencil sketch", samples=40, extra=", batch_size: 1"))
+    mark = server.edit(prompts_text(model, "sketch: pencil sketch", samples=120, extra=", batch_size: 1"))
     server.wait_line("watch: rendering", mark)
     page, problems = open_page(browser, server.url + "?style=sketch")
     page.wait_for_function("document.querySelectorAll('.pg-grid img').length >= 3", timeout=120_000)
@@ -216,7 +216,7 @@ def test_an_edit_during_a_render_stops_what_no_longer_applies_and_keeps_what_is_
     assert manifest["missing"] == 0 and manifest["samples"] == 3
     rendered = [line for line in server.lines[mark:] if line.startswith("watch: rendering")]
     assert rendered == []  # the first three samples were among those finished: nothing more to render
-    assert len(after - start) < 40  # the 40 were not all rendered
+    assert len(after - start) < 120  # they were not all rendered
     assert problems == []
     page.context.close()
 
@@ -252,7 +252,8 @@ def test_the_cells_the_reader_looks_at_render_first(watching, browser):
     )
     server.wait_line("watch: rendered", mark)
     times = rendered_at(folder)
-    assert max(times["cat/z3"]) < min(times["cat/z1"] + times["cat/z2"])  # the cell in view came first
+    # the cell in view came first (a file time's tick may hold two images: <=)
+    assert max(times["cat/z3"]) <= min(times["cat/z1"] + times["cat/z2"])
     page.context.close()
 
 
