@@ -2,6 +2,7 @@
 #                                  make test    (set up with test tools, run the suite)
 # Before a commit:                 make lint    (ruff check, ruff format --check, mypy; CI runs it too)
 # Then your own gallery:           make build   (render what prompts.yaml asks for, write site/)
+#                                  make watch   (the same as you edit: the open page fills in)
 PYTHON ?= python3
 VENV   ?= .venv
 CONFIG ?= prompts.yaml
@@ -41,9 +42,14 @@ setup: $(VENV)/.installed
 
 # Each of these is the `gallery` command of the same name on $(CONFIG).
 COMMANDS := build plan render site verify prune serve publish
-.PHONY: setup $(COMMANDS) demo screenshot test lint axe gpu-wheels
+.PHONY: setup $(COMMANDS) watch demo screenshot test lint axe gpu-wheels
 $(COMMANDS): setup
 	$(BIN)/gallery $@ --config $(CONFIG)
+
+# The editing loop: serve the page, and on each save of $(CONFIG) (or a template) render what is
+# missing in the background; the open page fills in as images land.
+watch: setup
+	$(BIN)/gallery serve --watch --config $(CONFIG)
 
 # The demo: the project's own tiny model (demo/model) on demo/prompts.yaml, no download needed,
 # into site/ (committed: GitHub Pages shows it; tests/test_demo.py checks it is what this makes).

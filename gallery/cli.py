@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +158,15 @@ def _parser() -> argparse.ArgumentParser:
         "serve", run_serve, "preview the page from site/ on http://127.0.0.1:PORT (no Jekyll needed)", plans=False
     )
     serve.add_argument("--port", type=_port, default=8000, help="0 to 65535 (default 8000; 0: any free one)")
+    serve.add_argument(
+        "--watch",
+        action="store_true",
+        help="the editing loop: write the site, render what is missing in the background, and on each "
+        "edit of prompts.yaml or a template plan again; the open page fills in as images land",
+    )
+    serve.add_argument(
+        "-y", "--yes", action="store_true", help="with --watch: go on with a matrix larger than limits.max_images"
+    )
     return parser
 
 
@@ -377,24 +387,45 @@ def run_schema(args) -> int:
 def run_serve(args) -> int:
     from gallery.preview import serve
 
-    config = load_config(args.config)
-    page = config.site_dir / "_projects" / f"{config.page.slug}.md"
-    if not page.is_file():
-        raise GalleryError(f"{page} does not exist yet; run `gallery build` (or `gallery site`) first")
+    watch = None
+    if args.watch:  # the editing loop: gallery.watch; a mistake in prompts.yaml now stops it (exit 2)
+        from gallery.watch import Stages, Watch
+
+        stages = Stages(upscale=_upscale_all, at_its_line=_at_its_line, unusable=_report_unusable, on_wait=_say_waiting)
+        watch = Watch(args.config, stages, any_size=args.yes)
+        watch.write_site()  # of what is cached, for the preview to serve
+        config = watch.project.config
+    else:
+        config = load_config(args.config)
+        page = config.site_dir / "_projects" / f"{config.page.slug}.md"
+        if not page.is_file():
+            raise GalleryError(f"{page} does not exist yet; run `gallery build` (or `gallery site`) first")
     try:
-        server = serve(config.site_dir, config.page.slug, port=args.port)
+        if watch is None:
+            server = serve(config.site_dir, config.page.slug, port=args.port)
+        else:
+            server = serve(config.site_dir, lambda: watch.slug, port=args.port, live=watch.live)
     except OSError as err:  # the port is taken, or not ours to open
         raise GalleryError(
             f"cannot serve on 127.0.0.1:{args.port}: {err.strerror or err}; pass another --port, "
             "e.g. --port 8001 (0 picks a free one)"
         ) from None
     host, port = server.socket.getsockname()[:2]
-    print(f"serve: http://{host}:{port}/projects/{config.page.slug}/  (preview without Jekyll; Ctrl-C stops)")
+    what = "live: it fills in as images land" if watch else "preview without Jekyll"
+    print(f"serve: http://{host}:{port}/projects/{config.page.slug}/  ({what}; Ctrl-C stops)", flush=True)
     try:
-        server.serve_forever()
+        if watch is None:
+            server.serve_forever()
+        else:
+            threading.Thread(target=server.serve_forever, name="gallery-serve", daemon=True).start()
+            watch.start()
+            watch.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if watch is not None:
+            server.shutdown()
+            print("serve: stopped; every finished image is in the cache", file=sys.stderr)
         server.server_close()
     return 0
 
@@ -478,9 +509,10 @@ def _check_upscaler(plan: Plan, entries: dict) -> None:
         check_upscaler(upscale)
 
 
-def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
+def _upscale(plan: Plan, cache: Cache, entries: dict, landed: Callable[[], None] | None = None) -> int:
     """The optional stage after rendering; like rendering, only what is missing.
-    Returns how many images came out unusable (not cached)."""
+    Returns how many images came out unusable (not cached). `landed` is told after each image
+    (gallery serve --watch writes the site then)."""
     if not plan.upscales:
         return 0
     from tqdm import tqdm
@@ -497,10 +529,27 @@ def _upscale(plan: Plan, cache: Cache, entries: dict) -> int:
         if not todo:
             return 0
         with tqdm(total=len(todo), unit="img", desc="upscale", dynamic_ncols=True, file=sys.stderr) as bar:
-            rejected = stage.run(plan, cache, todo, entries, bar)
+            rejected = stage.run(plan, cache, todo, entries, _Telling(bar, landed) if landed else bar)
     entries.update(cache.whole_entries(u.key for u in todo))
     print(f"upscale: {len(todo)} images ({_upscaler(plan.config)}) in {_duration(time.perf_counter() - started)}")
     return _report_unusable("upscale", [(u.source, fault) for u, fault in rejected])
+
+
+def _upscale_all(plan: Plan, cache: Cache, entries: dict, landed: Callable[[], None]) -> int:
+    """The upscale stage after a render of `gallery serve --watch`: the upscaler checked, then run."""
+    _check_upscaler(plan, entries)
+    return _upscale(plan, cache, entries, landed)
+
+
+class _Telling:
+    """A progress bar that also tells `landed` after each step."""
+
+    def __init__(self, bar, landed: Callable[[], None]):
+        self.bar, self.landed = bar, landed
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        self.landed()
 
 
 def _report_unusable(stage: str, rejected: list) -> int:

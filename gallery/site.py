@@ -183,7 +183,7 @@ def _build(
     cell_files = {cell.path: manifest_mod.cell_path(plan, cell, cell_data[cell.path]) for cell in plan.cells}
     grid_data = _json(manifest_mod.build_grid(plan, cells, available)) if grid else None
     grid_file = manifest_mod.grid_file_path(plan, grid_data) if grid_data else None
-    index = manifest_mod.build_index(plan, cell_files, grid_file)
+    index = manifest_mod.build_index(plan, cell_files, grid_file, sum(cell["missing"] for cell in cells.values()))
     cover_images = cells["/".join(config.page.cover)]["images"]
     cover = manifest_mod.cover_path(plan) if cover_images else None
     records.begin(slug, source, [*cell_files.values(), *([grid_file] if grid_file else [])])  # known only now
