@@ -255,7 +255,9 @@ def test_the_pair_is_in_the_url_back_closes_forward_reopens(served, browser):
     assert page.url == url + "?subject=cat&style=oil&compare=cat/oil:3,cat/oil:2"
     page.go_back()
     wait_open(page, COMPARE, False)
-    assert page.url == url + "?subject=cat&style=oil" and is_open(page, LIGHTBOX)
+    # the URL is written in the dialog's close event, which may come a moment after it closes
+    page.wait_for_function("u => location.href === u", arg=url + "?subject=cat&style=oil")
+    assert is_open(page, LIGHTBOX)
     page.go_forward()
     wait_open(page, COMPARE)
     assert page.locator(".pg-cmp-caption").first.inner_text() == f"A: {label(manifest, 'cat/oil')}, sample 3"
@@ -274,7 +276,7 @@ def test_the_pair_is_in_the_url_back_closes_forward_reopens(served, browser):
     assert not is_open(page, LIGHTBOX)
     page.keyboard.press("Escape")
     wait_open(page, COMPARE, False)
-    assert page.url == url
+    page.wait_for_function("u => location.href === u", arg=url)
     v.close()
 
 

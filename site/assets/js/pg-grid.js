@@ -9,6 +9,9 @@
 const cellIndex = (manifest, keys) =>
   manifest.axes.reduce((at, axis, i) => at * axis.options.length + axis.options.findIndex((o) => o.key === keys[i]), 0);
 
+// How many of a cell's images are not on the page yet (the row's fourth item, where there are any).
+const gridMissing = (manifest, grid, keys) => grid.cells[cellIndex(manifest, keys)][3] ?? 0;
+
 // `base`: the images' folder as an absolute URL ending in "/". Option keys and name tails need no
 // escaping (config.SAFE_KEY), so the URLs are joined as strings: thousands of them per table.
 const gridImages = (manifest, grid, keys, base) => {
@@ -29,7 +32,7 @@ const labelsOf = (manifest, keys) =>
 // frames (fillLater): no frame waits long, and a 10,000-image grid is complete within a second or two.
 const CHUNK_MS = 8;
 
-export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed }) => {
+export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed, reconcile }) => {
   // Grid images get their source only when their link comes into view (the browser's own lazy
   // loading starts far beyond the fold: thousands of requests on a big grid). Until then the image
   // is not drawn (CSS: img:not([src])) and its link keeps the place: 10,000 images without a source
@@ -43,7 +46,7 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     }
   }) : null;
 
-  // The table shown, as rows of cells: {path, labels, images, box, filled, ri, ci, ar}. Each
+  // The table shown, as rows of cells: {path, labels, images, missing, box, filled, ri, ci, ar}. Each
   // cell's images sit in a box (div.pg-cellbox) that has its final size from the start (CSS, from
   // --n and --ar; contain: strict), so filling a box never moves anything. The boxes that can be in
   // view are filled before the first paint, the others soon after (fillLater), or at once where
@@ -60,10 +63,12 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     return th;
   };
 
+  // A cell's links, keyed by their URL: a link already there stays (drawn, focused, the lightbox's
+  // own) when the live preview fills the cell in anew.
   const fill = (cell) => {
     if (cell.filled) return;
     cell.filled = true;
-    cell.box.append(...cell.images.map((image) => {
+    reconcile(cell.box, cell.images.map((image) => [image.full, () => {
       const link = document.createElement("a");
       link.className = "pg-glink";
       link.href = image.full;
@@ -84,7 +89,7 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
         img.src = image.grid;
       }
       return link;
-    }));
+    }]), (node) => node.href);
   };
 
   // The table is marked busy (aria-busy) until every box is filled.
@@ -104,10 +109,38 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     later(step);
   };
 
+  // A cell's contents: its box of images, sized for them, and a placeholder for those still missing
+  // (the sample shown, or how many of all of them); `box` is the cell's box kept from before, if any.
+  const cellContents = (td, cell, box) => {
+    const wanted = [];
+    if (cell.images.length) {
+      box = box ?? document.createElement("div");
+      box.className = "pg-cellbox";
+      const [width, height] = cell.images[0].size;
+      // CSSOM, not a style attribute: allowed under a strict Content-Security-Policy
+      box.style.setProperty("--n", String(cell.images.length));
+      box.style.setProperty("--ar", String(height / width));
+      wanted.push(["box", () => box]);
+    }
+    if (cell.missing) {
+      const text = cell.all ? `${cell.missing} not rendered yet` : "not rendered yet";
+      wanted.push([text, () => {
+        const pending = document.createElement("span");
+        pending.className = "pg-gpending";
+        pending.textContent = text;
+        return pending;
+      }]);
+    }
+    td.classList.toggle("pg-missing", !cell.images.length);
+    reconcile(td, wanted, (node) => (node.classList.contains("pg-cellbox") ? "box" : node.textContent));
+    cell.box = cell.images.length ? box : null;
+  };
+
   // The table for `s`: rows x columns of the axes chosen, the other axes as the dropdowns say.
-  const render = (manifest, data, s) => {
-    observer?.disconnect();
-    const ticket = ++generation;
+  // `inPlace` (a new version of the same view, in the live preview): the table stays and only its
+  // cells' contents change, where the rows and columns are still the same.
+  let frame = "";
+  const render = (manifest, data, s, inPlace = false) => {
     samples = manifest.samples;
     const axisAt = (name) => manifest.axes.findIndex((axis) => axis.name === name);
     const r = s.rows ? axisAt(s.rows) : -1;
@@ -117,42 +150,58 @@ export const makeGrid = ({ siteRoot, table, lightbox, manifestUrl, load, loadCel
     const fixed = manifest.axes.filter((_, i) => i !== r && i !== c)
       .map((axis) => `${axis.label}: ${axis.options.find((o) => o.key === s.cell[manifest.axes.indexOf(axis)]).label}`);
     const sampleWords = s.sample === "all" ? "all samples" : `sample ${s.sample}`;
-    table.querySelector("caption").textContent =
-      `${r >= 0 ? `${manifest.axes[r].label} (rows) × ` : ""}${manifest.axes[c].label} (columns), ${sampleWords}` +
+    const caption = `${r >= 0 ? `${manifest.axes[r].label} (rows) × ` : ""}${manifest.axes[c].label} (columns), ${sampleWords}` +
       (fixed.length ? `; ${fixed.join(", ")}` : "");
+    const base = new URL(`${manifest.grid.images}/`, siteRoot).toString();
+    const cellAt = (rowOption, colOption, ri, ci) => {
+      const keys = [...s.cell];
+      if (rowOption) keys[r] = rowOption.key;
+      keys[c] = colOption.key;
+      const images = gridImages(manifest, data, keys, base)
+        .filter((image) => s.sample === "all" || image.sample === s.sample - 1);
+      const all = s.sample === "all";
+      const missing = all ? gridMissing(manifest, data, keys) : (images.length ? 0 : 1);
+      const ar = images.length ? images[0].size[1] / images[0].size[0] : 0;
+      const labels = labelsOf(manifest, keys).join(" × ");
+      return { path: keys.join("/"), labels, images, missing, all, box: null, filled: false, ri, ci, ar };
+    };
+    const now = JSON.stringify([caption, rowOptions.map((o) => o && [o.key, o.label]), colOptions.map((o) => [o.key, o.label])]);
+    if (inPlace && now === frame) {
+      // the same table: a cell whose images changed is filled in anew, the links it had kept
+      const trs = [...table.tBodies[0].rows];
+      rows = rowOptions.map((rowOption, ri) => colOptions.map((colOption, ci) => {
+        const cell = cellAt(rowOption, colOption, ri, ci);
+        const before = rows[ri]?.find((old) => old.ci === ci);
+        const same = before && before.filled && before.missing === cell.missing &&
+          before.images.map((i) => i.full).join(" ") === cell.images.map((i) => i.full).join(" ");
+        if (same) return before;
+        if (before) before.filled = true;  // its box is this cell's now: the filling under way leaves it
+        cellContents(trs[ri].cells[ci + 1], cell, before?.box);
+        if (cell.box) fill(cell);
+        return cell;
+      }).filter((cell) => cell.images.length));
+      return;
+    }
+    frame = now;
+    observer?.disconnect();
+    const ticket = ++generation;
+    table.querySelector("caption").textContent = caption;
     table.classList.toggle("pg-all", s.sample === "all");
     table.removeAttribute("aria-busy");
     const headRow = document.createElement("tr");
     headRow.append(headerCell("td", null, ""), ...colOptions.map((o) => headerCell("th", "col", o.label)));
     table.tHead.replaceChildren(headRow);
-    const base = new URL(`${manifest.grid.images}/`, siteRoot).toString();
     const model = [];
     const body = rowOptions.map((rowOption, ri) => {
       const tr = document.createElement("tr");
       tr.append(headerCell("th", "row", rowOption ? rowOption.label : "Images"));
       model[ri] = [];
       colOptions.forEach((colOption, ci) => {
-        const keys = [...s.cell];
-        if (rowOption) keys[r] = rowOption.key;
-        keys[c] = colOption.key;
-        const images = gridImages(manifest, data, keys, base)
-          .filter((image) => s.sample === "all" || image.sample === s.sample - 1);
+        const cell = cellAt(rowOption, colOption, ri, ci);
         const td = document.createElement("td");
         tr.append(td);
-        if (!images.length) {
-          td.className = "pg-missing";
-          td.textContent = "not rendered yet";
-          return;
-        }
-        const box = document.createElement("div");
-        box.className = "pg-cellbox";
-        const [width, height] = images[0].size;
-        // CSSOM, not a style attribute: allowed under a strict Content-Security-Policy
-        box.style.setProperty("--n", String(images.length));
-        box.style.setProperty("--ar", String(height / width));
-        td.append(box);
-        const labels = labelsOf(manifest, keys).join(" × ");
-        model[ri].push({ path: keys.join("/"), labels, images, box, filled: false, ri, ci, ar: height / width });
+        cellContents(td, cell, null);
+        if (cell.images.length) model[ri].push(cell);
       });
       return tr;
     });

@@ -29,11 +29,12 @@ const getJson = async (url, retry) => {
 
 // Each file is fetched once while its fetch is pending or has succeeded. A failed one is
 // forgotten, so the next choice fetches it again (a rejected promise kept would fail forever).
+// `fresh` fetches it again past the HTTP cache (the live preview's manifest, rewritten).
 const fetched = new Map();  // URL -> promise of its JSON
 const failed = new Set();  // URLs whose last fetch failed
-const load = async (url) => {
+const load = async (url, fresh = false) => {
   const key = url.toString();
-  const pending = fetched.get(key) ?? getJson(url, failed.has(key));
+  const pending = (!fresh && fetched.get(key)) || getJson(url, fresh || failed.has(key));
   fetched.set(key, pending);
   try {
     const data = await pending;
@@ -79,9 +80,36 @@ const closeOnBackdrop = (dialog) => dialog.addEventListener("click", (event) => 
   if (!inside) dialog.close();
 });
 
-const missingNote = (manifest, cell) => {
-  const missing = manifest.samples - cell.images.length;
-  return missing > 0 ? `${missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
+// A cell's images not on the page yet: the count is the cell file's (manifest.build_cell), as in the HTML.
+const missingNote = (manifest, cell) =>
+  cell.missing ? `${cell.missing} of ${manifest.samples} images in this cell are not rendered yet.` : "";
+
+// The placeholder that stands in the cell's images for those still to come.
+const pendingItem = (manifest, cell) => {
+  const item = document.createElement("div");
+  item.className = "pg-item pg-pending";
+  const text = document.createElement("p");
+  text.textContent = `${cell.missing} of ${manifest.samples} images not rendered yet`;
+  item.append(text);
+  return item;
+};
+
+// Put the nodes `wanted` ([key, make] pairs) into `parent`, in that order, and no others. A node
+// already there under its key (keyOf) stays where it is: a new version of the same view (the live
+// preview's) keeps the images already drawn, and the focus, and only adds what came.
+const reconcile = (parent, wanted, keyOf) => {
+  const have = new Map([...parent.children].map((node) => [keyOf(node), node]));
+  const keys = new Set(wanted.map(([key]) => key));
+  for (const [key, node] of have) if (!keys.has(key)) node.remove();
+  let at = parent.firstElementChild;
+  for (const [key, make] of wanted) {
+    const node = have.get(key);
+    if (node && node === at) {
+      at = at.nextElementSibling;
+    } else {
+      parent.insertBefore(node ?? make(), at);
+    }
+  }
 };
 
 // -- the page's state in its URL -------------------------------------------------------------------
@@ -167,7 +195,7 @@ const init = (root) => {
   let gridView = null;
   const gridModule = () => {
     gridView ??= import("./pg-grid.js").then(({ makeGrid }) =>
-      makeGrid({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed }));
+      makeGrid({ siteRoot, table, lightbox, manifestUrl, load, loadCell, say, sayFailed, reconcile }));
     gridView.catch(() => { gridView = null; });  // a failed fetch is tried again on the next choice
     return gridView;
   };
@@ -190,7 +218,7 @@ const init = (root) => {
     promptText.textContent = data.prompt;
     negativeText.textContent = data.negative_prompt;
     negative.hidden = !data.negative_prompt;
-    const items = data.images.map((image, i) => {
+    const item = (image, i) => () => {
       const figure = document.createElement("figure");
       figure.className = "pg-item";
       const link = document.createElement("a");
@@ -206,8 +234,11 @@ const init = (root) => {
       link.append(img);
       figure.append(link);
       return figure;
-    });
-    grid.replaceChildren(...items);
+    };
+    // each image by its thumbnail's URL (its key is in the name), the placeholder by what it says
+    const items = data.images.map((image, i) => [new URL(image.thumb, siteRoot).toString(), item(image, i)]);
+    if (data.missing) items.push([`pending ${data.missing}`, () => pendingItem(manifest, data)]);
+    reconcile(grid, items, (node) => node.querySelector("img")?.src ?? `pending ${node.textContent.split(" ")[0]}`);
   };
 
   // The view's parts on the page: which controls show, which dropdowns the grid's axes take.
@@ -228,7 +259,8 @@ const init = (root) => {
 
   // Show the state that `choose(manifest)` gives; on failure, what is on the page stays and the
   // reader is told. The manifest is awaited here too, so a choice retries one that failed.
-  const show = async (choose) => {
+  // `again`: a new version of the gallery (the live preview): the view shown is shown anew.
+  const show = async (choose, again = false) => {
     const ticket = ++latest;
     let what = "the other combinations";
     try {
@@ -243,8 +275,8 @@ const init = (root) => {
         state = s;
         layout(manifest, s);
         const key = writeState(manifest, s);
-        if (key !== gridShown) {
-          view.render(manifest, data, s);
+        if (again || key !== gridShown) {
+          view.render(manifest, data, s, again && key === gridShown);
           gridShown = key;
         }
         say("");
@@ -253,7 +285,7 @@ const init = (root) => {
       state = s;
       layout(manifest, s);
       const path = s.cell.join("/");
-      if (path !== shown) {
+      if (again || path !== shown) {
         const data = await loadCell(manifest, path);
         if (ticket !== latest) return;
         render(manifest, data);
@@ -343,6 +375,20 @@ const init = (root) => {
   if (nojs) nojs.hidden = true;  // the script runs: the dropdowns work
   window.addEventListener("popstate", () => show((manifest) => readState(manifest, window.location.search)));
   show((manifest) => readState(manifest, window.location.search));
+
+  // [live] A new version of the gallery: only the live preview (gallery serve --watch) sends this
+  // event (templates/preview/live.js, which has also given the dropdowns any new options). The
+  // view the reader has (kept in the URL) is shown anew, and the lightbox's cell, if it is open.
+  root.addEventListener("pg-refresh", async () => {
+    try {
+      const manifest = await load(manifestUrl, true);
+      await show((m) => readState(m, window.location.search), true);
+      if (lightbox.dialog.open) await lightbox.refresh(manifest, loadCell);
+    } catch (error) {
+      sayFailed("the new images", error);
+    }
+  });
+  // [/live]
 
   // [compare] the lightbox's mark and compare buttons follow the image it shows; a link to a
   // compare opens it
@@ -443,6 +489,18 @@ const makeLightbox = (root, siteRoot) => {
   return {
     dialog,
     current,
+    // A new version of the gallery (the live preview): the image shown stays, with its cell's new
+    // file (more samples to step through); one that left the gallery stays until the reader moves.
+    refresh: async (withManifest, loadCell) => {
+      const sample = cell?.images[index]?.sample;
+      const data = await loadCell(withManifest, nav ? nav.path(opener) : path);
+      const i = data.images.findIndex((image) => image.sample === sample);
+      if (!dialog.open || i < 0) return;
+      manifest = withManifest;
+      cell = data;
+      index = i;
+      render();
+    },
     open: (withManifest, data, i, from, withNav = null, cellPath = null) => {
       manifest = withManifest;
       cell = data;
