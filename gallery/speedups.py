@@ -16,10 +16,20 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from gallery.config import Runtime
+
+class Settings(Protocol):
+    """The render settings this reads (config.Runtime has them; not imported: config reads this module
+    through the settings table)."""
+
+    @property
+    def compile(self) -> str: ...
+    @property
+    def channels_last(self) -> str: ...
+    @property
+    def fuse_qkv(self) -> str: ...
+
 
 AUTO_WHY = {
     "compile": "on a CUDA GPU, the denoiser once the first batch shows that the images left at its size repay "
@@ -48,7 +58,7 @@ class Speedups:
         return out + [name for name in ("channels_last", "fuse_qkv") if getattr(self, name) == "on"]
 
 
-def resolve(runtime: Runtime, device: str) -> Speedups:
+def resolve(runtime: Settings, device: str) -> Speedups:
     """The settings for `device`: `auto` stays only where a CUDA GPU can decide it while rendering."""
     cuda = device.startswith("cuda")
     compile = runtime.compile if runtime.compile != "auto" or cuda else "off"
