@@ -1,7 +1,8 @@
 """Plan + what is cached -> the manifest: the one description of the gallery that the page,
 the no-JavaScript fallback and the script all read. Pure.
 
-It comes in three parts: an index (axes, default cell, where each cell's file is), one small
+It comes in four parts: an index (axes, default cell, the block files that say where each cell's
+file is: see cell_blocks), the blocks, fetched when a cell of theirs is first shown, one small
 file per cell (prompt, settings, images), fetched when the cell is shown, and one grid file (which
 images each cell has, as the tails of their file names), fetched only when the grid view is shown:
 every image path the grid needs follows from the cell's options and that tail (see web_paths), so
@@ -10,6 +11,8 @@ the grid costs one small file however many cells it shows."""
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 from gallery import metadata, schedulers
 from gallery.config import Config, Upscale
@@ -17,6 +20,7 @@ from gallery.plan import Cell, Job, Plan, output_size
 from gallery.webimages import grid_size, thumb_size
 
 MANIFEST_VERSION = 1
+BLOCK_SIZE = 256  # cells per block of the index's cell list (see cell_blocks)
 
 
 def image_dir(plan: Plan) -> str:
@@ -79,6 +83,31 @@ def cell_path(plan: Plan, cell: Cell, data: bytes) -> str:
     cache) holds, and the manifest, one file replaced whole, moves the gallery's data from the old
     version to the new one at once."""
     return f"{image_dir(plan)}/{cell.path}/cell-{hashlib.sha256(data).hexdigest()[:12]}.json"
+
+
+def cell_blocks(plan: Plan, cell_files: dict[str, str]) -> list[dict[str, str]]:
+    """Where each cell's file is (cell path -> file), in blocks of BLOCK_SIZE cells in plan order
+    (the axes' product, the first axis slowest: the script finds a cell's block from its option
+    numbers, cellIndex in prompt-gallery.js). The index names the blocks, not the cells, so it
+    stays about the same size however many cells there are; a block is fetched when one of its
+    cells is first shown."""
+    paths = [cell.path for cell in plan.cells]
+    return [{path: cell_files[path] for path in paths[i : i + BLOCK_SIZE]} for i in range(0, len(paths), BLOCK_SIZE)]
+
+
+def block_path(plan: Plan, data: bytes) -> str:
+    """Named by its content, like the cell files (see cell_path): a block of new cell names never
+    replaces the old one that an open page holds; the index switches from one to the other."""
+    return f"{image_dir(plan)}/cells-{hashlib.sha256(data).hexdigest()[:12]}.json"
+
+
+def cell_files(site_dir: Path, index: dict) -> dict[str, str]:
+    """Every cell's file (cell path -> its path in the site), read from the blocks the index
+    names: what the page finds for each cell."""
+    files: dict[str, str] = {}
+    for block in index["cell_blocks"]["files"]:
+        files.update(json.loads((Path(site_dir) / block).read_text(encoding="utf-8")))
+    return files
 
 
 def settings_of(
@@ -162,9 +191,9 @@ def axes_data(config: Config) -> list[dict]:
     ]
 
 
-def build_index(plan: Plan, cell_files: dict[str, str], grid_file: str | None = None, missing: int = 0) -> dict:
-    """What the page needs before any cell: the axes, the default, and where each cell's file is
-    (`cell_files`: cell path -> its file, see cell_path), and the grid file (build_grid), where the
+def build_index(plan: Plan, block_files: list[str], grid_file: str | None = None, missing: int = 0) -> dict:
+    """What the page needs before any cell: the axes, the default, the blocks that say where each
+    cell's file is (`block_files`: see cell_blocks, block_path), and the grid file (build_grid), where the
     page has a grid view, and how many planned images are not on the page yet (`missing`, the
     sum of the cells' own). Small on purpose: it is fetched on every first view (the default cell is
     already in the HTML)."""
@@ -182,5 +211,5 @@ def build_index(plan: Plan, cell_files: dict[str, str], grid_file: str | None = 
         "default": list(config.page.default),
         "view": {"mode": view.mode, "rows": view.rows, "columns": view.columns, "sample": view.sample},
         "grid": grid,
-        "cells": cell_files,
+        "cell_blocks": {"size": BLOCK_SIZE, "files": block_files},
     }

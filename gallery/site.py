@@ -183,14 +183,19 @@ def _build(
     cell_files = {cell.path: manifest_mod.cell_path(plan, cell, cell_data[cell.path]) for cell in plan.cells}
     grid_data = _json(manifest_mod.build_grid(plan, cells, available)) if grid else None
     grid_file = manifest_mod.grid_file_path(plan, grid_data) if grid_data else None
-    index = manifest_mod.build_index(plan, cell_files, grid_file, sum(cell["missing"] for cell in cells.values()))
+    blocks = {
+        manifest_mod.block_path(plan, data): data for data in map(_json, manifest_mod.cell_blocks(plan, cell_files))
+    }
+    index = manifest_mod.build_index(plan, list(blocks), grid_file, sum(cell["missing"] for cell in cells.values()))
     cover_images = cells["/".join(config.page.cover)]["images"]
     cover = manifest_mod.cover_path(plan) if cover_images else None
-    records.begin(slug, source, [*cell_files.values(), *([grid_file] if grid_file else [])])  # known only now
+    records.begin(slug, source, [*cell_files.values(), *blocks, *([grid_file] if grid_file else [])])  # known only now
     # In this order, so that a reader at any moment finds every file that another one names: the
-    # cells (new names beside the old: see cell_path), the cover, the manifest (replaced whole, it
-    # moves the page's data from the old cells to the new), the page.
+    # cells (new names beside the old: see cell_path), the blocks that name them (the same), the
+    # cover, the manifest (replaced whole, it moves the page's data from the old blocks and cells to
+    # the new), the page.
     files = {cell_files[path]: data for path, data in cell_data.items()}
+    files.update(blocks)
     if grid_file and grid_data:
         files[grid_file] = grid_data
     if cover:

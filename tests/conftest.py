@@ -132,8 +132,10 @@ def at_once(args: list[str], envs: list[dict], cwd: Path | None = None, timeout:
 
 def cell_of(site: Path, slug: str, cell: str) -> dict:
     """A cell's file as the page finds it: through the manifest (its name holds its content's hash)."""
+    from gallery.manifest import cell_files
+
     manifest = json.loads((site / f"assets/img/{slug}/manifest.json").read_text(encoding="utf-8"))
-    return json.loads((site / manifest["cells"][cell]).read_text(encoding="utf-8"))
+    return json.loads((site / cell_files(site, manifest)[cell]).read_text(encoding="utf-8"))
 
 
 def files_under(folder: Path) -> set[str]:

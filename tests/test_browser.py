@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, write_prompts
+from gallery import manifest as manifest_mod
 from gallery.cli import main
 from gallery.config import load_config
+from gallery.manifest import cell_files
 from test_site import NASTY_LABEL, NASTY_PROMPT, jekyll_build
 
 sys.path.insert(0, str(REPO))
@@ -60,15 +62,18 @@ def served(tmp_path_factory, tiny_sd):
 @contextlib.contextmanager
 def serve_gallery(work: Path, prompts: Path, slug: str):
     """Build `prompts` with the CLI, then with Jekyll under BASEURL, and serve it: (page URL, its
-    manifest with every cell's file in place of its path)."""
-    assert main(["build", "-c", str(prompts)]) == 0
+    manifest with every cell's file in place of its path). Its cells come in blocks of 2 (not 256),
+    so the page finds most cells past the first block (cellIndex's order and division tested)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_mod, "BLOCK_SIZE", 2)
+        assert main(["build", "-c", str(prompts)]) == 0
     root = work / "www"
     result = jekyll_build(load_config(prompts).site_dir, root / BASEURL.strip("/"), BASEURL)
     assert result.returncode == 0, result.stderr
     index = json.loads((root / f"repo/assets/img/{slug}/manifest.json").read_text())
-    manifest = dict(
-        index, cells={path: json.loads((root / "repo" / file).read_text()) for path, file in index["cells"].items()}
-    )
+    files = cell_files(root / "repo", index)
+    assert len(index["cell_blocks"]["files"]) == (len(files) + 1) // 2 > 1
+    manifest = dict(index, cells={path: json.loads((root / "repo" / file).read_text()) for path, file in files.items()})
     with serve_static(root) as base:
         yield f"{base}{BASEURL}/projects/{slug}/", manifest
 

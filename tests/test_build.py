@@ -15,6 +15,7 @@ from conftest import files_under, small_gpu, write_prompts
 from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
+from gallery.manifest import cell_files
 from gallery.metadata import read_parameters
 from gallery.project import open_project
 
@@ -76,8 +77,13 @@ def test_build_renders_caches_and_emits_site(tmp_path, tiny_sd, capsys):
     assert manifest["default"] == ["dog", "oil"] and manifest["samples"] == 2
     assert [a["name"] for a in manifest["axes"]] == ["subject", "style"]
     # named by content: a new version of a cell never replaces the file an open page reads
-    assert re.fullmatch(r"assets/img/tiny-test/dog/ink/cell-[0-9a-f]{12}\.json", manifest["cells"]["dog/ink"])
-    cells = {path: json.loads((site / file).read_text()) for path, file in manifest["cells"].items()}
+    files = cell_files(site, manifest)
+    assert re.fullmatch(r"assets/img/tiny-test/dog/ink/cell-[0-9a-f]{12}\.json", files["dog/ink"])
+    # and so are the blocks that name them (the index names the blocks)
+    assert all(
+        re.fullmatch(r"assets/img/tiny-test/cells-[0-9a-f]{12}\.json", f) for f in manifest["cell_blocks"]["files"]
+    )
+    cells = {path: json.loads((site / file).read_text()) for path, file in files.items()}
     ink = cells["dog/ink"]
     assert ink["prompt"] == "a dog ink drawing" and len(ink["images"]) == 2
     assert ink["settings"]["cfg"] == 3.0 and ink["thumb_size"] == [64, 64]

@@ -20,6 +20,7 @@ from PIL import Image
 from conftest import REPO
 from gallery.cache import Cache
 from gallery.cli import main
+from gallery.manifest import cell_files
 from gallery.metadata import read_parameters
 from gallery.ownership import RECORD_DIR as RECORDS
 from gallery.project import open_project
@@ -98,7 +99,7 @@ def test_demo_page_shows_each_cell_its_own_images(demo_build):
     config, _ = demo_build
     manifest = json.loads((config.site_dir / "assets/img/shapes-demo/manifest.json").read_text())
     assert manifest["default"] == ["triangle", "orange", "striped"]
-    cell = json.loads((config.site_dir / manifest["cells"]["triangle/red/striped"]).read_text())
+    cell = json.loads((config.site_dir / cell_files(config.site_dir, manifest)["triangle/red/striped"]).read_text())
     assert cell["prompt"] == "a red triangle, striped" and len(cell["images"]) == 4
     full = Image.open(config.site_dir / cell["images"][0]["full"])
     assert full.size == (256, 256)  # the 4x Lanczos step

@@ -13,6 +13,7 @@ import pytest
 from conftest import cell_of, write_prompts
 from gallery.cli import main
 from gallery.config import load_config
+from gallery.manifest import cell_files
 
 JEKYLL = shutil.which("jekyll")
 needs_jekyll = pytest.mark.skipif(
@@ -95,7 +96,7 @@ def test_jekyll_builds_the_site_and_every_url_resolves(tmp_path, tiny_sd, baseur
         target = dest / url[len(baseurl) + 1 :]
         assert target.is_file() or (target / "index.html").is_file(), url
     manifest = json.loads((dest / "assets/img/nasty/manifest.json").read_text())
-    for file in manifest["cells"].values():
+    for file in cell_files(dest, manifest).values():
         for image in json.loads((dest / file).read_text())["images"]:
             assert (dest / image["thumb"]).is_file() and (dest / image["full"]).is_file()
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import at_once, write_prompts
 from gallery.cli import main
 from gallery.config import load_config
+from gallery.manifest import cell_files
 from gallery.project import open_project
 
 RECORDS = ".prompt-gallery"
@@ -53,7 +54,7 @@ def assert_consistent(site: Path) -> None:
     manifest = site / "assets/img/kills/manifest.json"
     if not manifest.exists():
         return  # the page is not published yet (a first build killed early)
-    for cell_file in json.loads(manifest.read_bytes())["cells"].values():
+    for cell_file in cell_files(site, json.loads(manifest.read_bytes())).values():
         cell = json.loads((site / cell_file).read_bytes())
         for image in cell["images"]:
             for rel in (image["thumb"], image["full"]):

@@ -15,6 +15,7 @@ from gallery.cache import Cache
 from gallery.cli import main
 from gallery.config import load_config
 from gallery.errors import ConfigError
+from gallery.manifest import cell_files
 from gallery.metadata import read_parameters
 from gallery.plan import recipe_key
 from gallery.project import open_project
@@ -87,8 +88,9 @@ def test_render_on_two_processes_then_the_next_command_upscales_once_and_fills_t
     assert "site: 8 images on the page" in out and "not upscaled" not in out
     assert cache.keys() == set(cache.whole_entries(plan.keys)) == set(plan.keys)  # 8 renders + 8 upscales
     manifest = json.loads((project.config.site_dir / "assets/img/tiny-test/manifest.json").read_text())
+    files = cell_files(project.config.site_dir, manifest)
     for cell in plan.cells:
-        shown = json.loads((project.config.site_dir / manifest["cells"][cell.path]).read_text())
+        shown = json.loads((project.config.site_dir / files[cell.path]).read_text())
         assert shown["full_size"] == [128, 128]
         assert [image["sample"] for image in shown["images"]] == [job.sample for job in cell.jobs]
         for image, job in zip(

@@ -3,11 +3,11 @@
    each cell shows one sample's grid-sized copy, or all of them as a strip. Labels reach the page
    only through textContent and attributes. */
 
+import { cellIndex } from "./pg-search.js";
+
 // -- the grid view's data ---------------------------------------------------------------------------
 // The grid file lists each cell's images as the tails of their names (manifest.build_grid), in the
-// axes' product order; every path follows from the cell's options and the tail.
-const cellIndex = (manifest, keys) =>
-  manifest.axes.reduce((at, axis, i) => at * axis.options.length + axis.options.findIndex((o) => o.key === keys[i]), 0);
+// axes' product order (cellIndex); every path follows from the cell's options and the tail.
 
 // How many of a cell's images are not on the page yet (the row's fourth item, where there are any).
 const gridMissing = (manifest, grid, keys) => grid.cells[cellIndex(manifest, keys)][3] ?? 0;

@@ -12,6 +12,12 @@ export const fold = (text) => String(text).normalize("NFKD").replace(/\p{M}/gu, 
 
 const tokensOf = (query) => [...new Set(fold(query).split(/\s+/).filter(Boolean))].slice(0, MAX_TOKENS);
 
+// A cell's position in the axes' product order (the first axis slowest), as the manifest lists
+// cells (the index's blocks, the grid file). Here because every view needs it: this module comes
+// with the first view (prompt-gallery.js and pg-grid.js import it from here).
+export const cellIndex = (manifest, keys) =>
+  manifest.axes.reduce((at, axis, i) => at * axis.options.length + axis.options.findIndex((o) => o.key === keys[i]), 0);
+
 // Per manifest, each option's searchable text, folded once.
 const indexes = new WeakMap();
 const indexOf = (manifest) => {

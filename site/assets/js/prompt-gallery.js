@@ -8,7 +8,7 @@
    gallery works under any baseurl. An ES module: deferred, strict, and run once however many
    galleries include it. */
 
-import { makeSearch } from "./pg-search.js";
+import { cellIndex, makeSearch } from "./pg-search.js";
 
 // Fetch JSON; a failure becomes an Error whose message is the short reason a reader is shown.
 const getJson = async (url, retry) => {
@@ -188,7 +188,15 @@ const init = (root) => {
   const tableWrap = root.querySelector(".pg-table-wrap");
   const table = root.querySelector(".pg-table");
   const lightbox = makeLightbox(root, siteRoot);
-  const loadCell = (manifest, path) => load(new URL(manifest.cells[path], siteRoot));
+  // A cell's file: the index names blocks of cells (manifest.cell_blocks in gallery/manifest.py),
+  // each fetched once, the first time one of its cells is shown; the block names the cell's file.
+  const loadCell = async (manifest, path) => {
+    const { size, files } = manifest.cell_blocks;
+    const file = files[Math.floor(cellIndex(manifest, path.split("/")) / size)];
+    const block = file && (await load(new URL(file, siteRoot)));
+    if (!block || !Object.hasOwn(block, path)) throw new Error("no such cell");
+    return load(new URL(block[path], siteRoot));
+  };
   const loadGrid = (manifest) => load(new URL(manifest.grid.file, siteRoot));
   // The grid view's code is a module of its own, fetched the first time a grid is shown: the cell
   // view's first view stays as light as it was.
