@@ -44,6 +44,9 @@ class Watching:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # a shell runs a background job with SIGINT ignored, which the child would inherit, and
+            # stop()'s Ctrl-C would then do nothing: the child takes the default back
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: list[str] = []
         self._more = threading.Condition()
