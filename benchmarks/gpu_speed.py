@@ -212,7 +212,7 @@ def main() -> int:
     memo = Memo(work)  # the model is hashed once for every side
     sides: list = [Plain(model, w, device, profile.steps, profile.plain_images, work)]
     auto = Ours(model, w, profile.steps, max(profile.sweep), work, "auto", "auto", "auto", OFF, memo)
-    auto_batch = _auto_batch(auto)
+    auto_batch = auto.batch()
     sweep_rates = sweep(auto, profile.sweep, say)
     best = max(sweep_rates, key=lambda n: sweep_rates[n])
     images = max(profile.images, best, auto_batch)
@@ -295,12 +295,6 @@ def main() -> int:
 
     shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _auto_batch(side: Ours) -> int:
-    from gallery.render import auto_batch_size
-
-    return auto_batch_size(side.jobs[0].picture, side.renderer.target.device)
 
 
 if __name__ == "__main__":

@@ -335,14 +335,18 @@ class Ours:
         self.load_s = time.perf_counter() - t0
         self.used: dict = {}
 
+    def batch(self) -> int:
+        """The batch size a call gets: the one set, or what `auto` picks here."""
+        from gallery.render import auto_batch_size
+
+        return self.renderer.runtime.batch_size or auto_batch_size(self.jobs[0].picture, self.renderer.target.device)
+
     def warm(self) -> None:
         """One untimed batch: what a first call costs (kernel choices, allocations) stays out of the rounds."""
         from gallery.cache import Cache
-        from gallery.render import auto_batch_size
 
         cache = Cache(self.project / "cache-warm")
-        batch = self.renderer.runtime.batch_size or auto_batch_size(self.jobs[0].picture, self.renderer.target.device)
-        self.renderer.render(self.jobs[:batch], cache)
+        self.renderer.render(self.jobs[: self.batch()], cache)
         shutil.rmtree(cache.root, ignore_errors=True)
 
     def once(self, r: int) -> float:

@@ -95,7 +95,7 @@ class Renderer:
                 pipe,
                 speedups.resolve(self.runtime, self.target.device),
                 offloaded=self.runtime.cpu_offload != "none" and self.target.device != "cpu",
-                quantized=bool(getattr(pipe, "_gallery_quantized", {})),
+                quantized=bool(_quantized_parts(pipe)),
                 warn=self._warn_once,
             )
             self._pipes[ident] = pipe
@@ -202,7 +202,7 @@ class Renderer:
         self._speedups[ident] = speedups.compile_now(
             pipe,
             self._speedups[ident],
-            quantized=bool(getattr(pipe, "_gallery_quantized", {})),
+            quantized=bool(_quantized_parts(pipe)),
             warn=self._warn_once,
         )
 
@@ -298,9 +298,14 @@ def _ident(picture: Picture) -> tuple:
     return (picture.model, picture.revision, picture.pipeline, picture.quantize, picture.config_source)
 
 
+def _quantized_parts(pipe) -> dict:
+    """Which parts render.quantize made smaller (loading sets it on the pipeline; {} where none)."""
+    return getattr(pipe, "_gallery_quantized", {})
+
+
 def _quantized(pipe, picture: Picture) -> dict:
     """For the sidecar: which parts render.quantize made smaller, and how."""
-    parts = getattr(pipe, "_gallery_quantized", {})
+    parts = _quantized_parts(pipe)
     if not parts:
         return {}
     library = quantize.BACKEND_LIBRARIES[picture.quantize]

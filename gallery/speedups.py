@@ -104,7 +104,7 @@ def apply(pipe, speed: Speedups, *, offloaded: bool, quantized: bool, warn: Call
     channels_last = _channels_last(pipe) if speed.channels_last == "on" else speed.channels_last
     fuse = _fuse(pipe, quantized, warn) if speed.fuse_qkv == "on" else speed.fuse_qkv
     done = Speedups(compile, channels_last, fuse)
-    return _compile(pipe, done, quantized, warn) if compile in ("denoiser", "all") else done
+    return _compile(pipe, done) if compile in ("denoiser", "all") else done
 
 
 def compile_now(pipe, speed: Speedups, *, quantized: bool, warn: Callable[[str], None]) -> Speedups:
@@ -112,10 +112,10 @@ def compile_now(pipe, speed: Speedups, *, quantized: bool, warn: Callable[[str],
     follow it."""
     channels_last = _channels_last(pipe) if speed.channels_last == "auto" else speed.channels_last
     fuse = _fuse(pipe, quantized, warn) if speed.fuse_qkv == "auto" else speed.fuse_qkv
-    return _compile(pipe, Speedups("denoiser", channels_last, fuse), quantized, warn)
+    return _compile(pipe, Speedups("denoiser", channels_last, fuse))
 
 
-def _compile(pipe, speed: Speedups, quantized: bool, warn: Callable[[str], None]) -> Speedups:
+def _compile(pipe, speed: Speedups) -> Speedups:
     # diffusers' version checks are lru_cache'd; dynamo traces through them, and says so per call site
     warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
     denoiser(pipe).compile(fullgraph=False, dynamic=False)
