@@ -23,6 +23,12 @@ MANIFEST_VERSION = 1
 BLOCK_SIZE = 256  # cells per block of the index's cell list (see cell_blocks)
 
 
+def content_name(data: bytes) -> str:
+    """The name part of a file named by its content (cell, block and grid files): a new version
+    lands beside the old one, which an open page may still read, until the index names it."""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
 def image_dir(plan: Plan) -> str:
     """Where this gallery's web images live, relative to the site root."""
     return f"assets/img/{plan.config.page.slug}"
@@ -60,7 +66,7 @@ def has_grid(plan: Plan) -> bool:
 
 def grid_file_path(plan: Plan, data: bytes) -> str:
     """Named by its content, like the cell files (see cell_path)."""
-    return f"{image_dir(plan)}/grid-{hashlib.sha256(data).hexdigest()[:12]}.json"
+    return f"{image_dir(plan)}/grid-{content_name(data)}.json"
 
 
 def build_grid(plan: Plan, cells: dict[str, dict], available: set[str]) -> dict:
@@ -82,7 +88,7 @@ def cell_path(plan: Plan, cell: Cell, data: bytes) -> str:
     is named by its content: a new version never replaces a file that an open page (or a browser's
     cache) holds, and the manifest, one file replaced whole, moves the gallery's data from the old
     version to the new one at once."""
-    return f"{image_dir(plan)}/{cell.path}/cell-{hashlib.sha256(data).hexdigest()[:12]}.json"
+    return f"{image_dir(plan)}/{cell.path}/cell-{content_name(data)}.json"
 
 
 def cell_blocks(plan: Plan, cell_files: dict[str, str]) -> list[dict[str, str]]:
@@ -98,7 +104,7 @@ def cell_blocks(plan: Plan, cell_files: dict[str, str]) -> list[dict[str, str]]:
 def block_path(plan: Plan, data: bytes) -> str:
     """Named by its content, like the cell files (see cell_path): a block of new cell names never
     replaces the old one that an open page holds; the index switches from one to the other."""
-    return f"{image_dir(plan)}/cells-{hashlib.sha256(data).hexdigest()[:12]}.json"
+    return f"{image_dir(plan)}/cells-{content_name(data)}.json"
 
 
 def cell_files(site_dir: Path, index: dict) -> dict[str, str]:
