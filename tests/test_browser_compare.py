@@ -399,6 +399,9 @@ def test_the_mark_outlives_a_reload_and_a_stale_one_is_forgotten(served, browser
     assert page.url.endswith("?compare=cat/oil:1,cat/oil:2")
     page.keyboard.press("Escape")
     wait_open(page, COMPARE, False)
+    # Closing goes back in history, which is asynchronous: a reload before the URL has dropped
+    # the pair would open the compare again.
+    page.wait_for_function("!window.location.search.includes('compare=')", timeout=10_000)
     page.keyboard.press("Escape")
     page.evaluate("() => { for (const key of Object.keys(sessionStorage)) sessionStorage.setItem(key, 'cat/gone:1'); }")
     page.reload()
