@@ -148,7 +148,7 @@ class Renderer:
             )
             # compiled code is specialised to its batch: a shorter chunk is padded to this, so that a
             # size compiles once (padding costs a few images; compiling again, tens of seconds)
-            shape = {"batch": min(batch, per_size[size]) if _compiled(self._speedups[ident]) else 0}
+            shape = {"batch": min(batch, per_size[size]) if self._speedups[ident].compiled else 0}
 
             def call(chunk, pipe=pipe, kwargs=kwargs, shape=shape):  # bound now: the loop moves on
                 padding = max(0, shape["batch"] - len(chunk))
@@ -163,11 +163,11 @@ class Renderer:
             for chunk, images, seconds in in_batches(group, batch, call, self.warn, "batch size", at_one):
                 speed = self._speedups[ident]  # what made this chunk
                 per_size[size] -= len(chunk)
-                if _compiled(speed):
+                if speed.compiled:
                     self._compile_clock.record((*size, max(len(chunk), shape["batch"])), seconds)
                 elif speed.compile == "auto" and not first:  # a first call's costs would skew the estimate
                     self._compile_if_it_pays(pipe, ident, seconds / len(chunk), per_size[size], size)
-                    shape["batch"] = len(chunk) if _compiled(self._speedups[ident]) else 0
+                    shape["batch"] = len(chunk) if self._speedups[ident].compiled else 0
                 first = False
                 yield (
                     chunk,
@@ -276,10 +276,6 @@ class Renderer:
         if message not in self._warned:
             self._warned.add(message)
             self.warn(f"warning: {message}")
-
-
-def _compiled(speed: speedups.Speedups) -> bool:
-    return speed.compile in ("denoiser", "all")
 
 
 def _prior_generators(generators: list) -> list:

@@ -42,6 +42,7 @@ COMPILE_SECONDS = 45.0
 COMPILE_SAVES = 0.25
 DENOISERS = ("unet", "transformer")  # a pipeline's attribute that holds its denoiser
 VAES = ("vae", "vqvae")
+COMPILED = ("denoiser", "all")  # the compile settings under which something is compiled
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,13 @@ class Speedups:
     channels_last: str  # "on", "off", or "auto": with compile
     fuse_qkv: str  # likewise
 
+    @property
+    def compiled(self) -> bool:
+        return self.compile in COMPILED
+
     def labels(self) -> list[str]:
         """For the sidecar's `made`: what ran, beside the recipe."""
-        out = [f"compile {self.compile}"] if self.compile in ("denoiser", "all") else []
+        out = [f"compile {self.compile}"] if self.compiled else []
         return out + [name for name in ("channels_last", "fuse_qkv") if getattr(self, name) == "on"]
 
 
@@ -62,7 +67,7 @@ def resolve(runtime: Settings, device: str) -> Speedups:
     """The settings for `device`: `auto` stays only where a CUDA GPU can decide it while rendering."""
     cuda = device.startswith("cuda")
     compile = runtime.compile if runtime.compile != "auto" or cuda else "off"
-    follows = "on" if compile in ("denoiser", "all") else "auto" if compile == "auto" else "off"
+    follows = "on" if compile in COMPILED else "auto" if compile == "auto" else "off"
 
     def chosen(name: str) -> str:
         value = getattr(runtime, name)
@@ -104,7 +109,7 @@ def apply(pipe, speed: Speedups, *, offloaded: bool, quantized: bool, warn: Call
     channels_last = _channels_last(pipe) if speed.channels_last == "on" else speed.channels_last
     fuse = _fuse(pipe, quantized, warn) if speed.fuse_qkv == "on" else speed.fuse_qkv
     done = Speedups(compile, channels_last, fuse)
-    return _compile(pipe, done) if compile in ("denoiser", "all") else done
+    return _compile(pipe, done) if done.compiled else done
 
 
 def compile_now(pipe, speed: Speedups, *, quantized: bool, warn: Callable[[str], None]) -> Speedups:
