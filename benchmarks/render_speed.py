@@ -170,7 +170,9 @@ def _clip_text(hidden: int, layers: int, heads: int, act: str, *, projection: bo
 
 def _build(name: str, tokenizer):
     if name == "sdxl":
-        from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+        from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+
+        from tests.tiny_pipelines import sdxl_scheduler
 
         unet = UNet2DConditionModel(  # stabilityai/stable-diffusion-xl-base-1.0's unet/config.json
             sample_size=128,
@@ -197,13 +199,7 @@ def _build(name: str, tokenizer):
             tokenizer=tokenizer,
             tokenizer_2=tokenizer,
             unet=unet,
-            scheduler=EulerDiscreteScheduler(
-                beta_start=0.00085,
-                beta_end=0.012,
-                beta_schedule="scaled_linear",
-                steps_offset=1,
-                timestep_spacing="leading",
-            ),
+            scheduler=sdxl_scheduler(),
         )
     if name == "ldm":
         from diffusers import LDMTextToImagePipeline

@@ -191,10 +191,10 @@ def build_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
     """A Stable-Diffusion-XL-shaped pipeline at toy size (the smallest that diffusers still reads as
     SDXL from a checkpoint's names: its second text encoder has the ten layers the test looks for)."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from tiny_pipelines import _tiny_vae, clip_tokenizer
+    from tiny_pipelines import _tiny_vae, clip_tokenizer, sdxl_scheduler
 
     torch.manual_seed(seed)
     text = dict(
@@ -230,13 +230,7 @@ def build_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
             cross_attention_dim=32 + 40,  # both text encoders' hidden states side by side
             norm_num_groups=8,
         ),
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            steps_offset=1,
-            timestep_spacing="leading",
-        ),
+        scheduler=sdxl_scheduler(),
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory

@@ -600,11 +600,24 @@ def _t5(tokenizer, d_model: int = 32):
     )
 
 
+def sdxl_scheduler():
+    """The Euler scheduler stabilityai/stable-diffusion-xl-base-1.0 ships with (its scheduler_config.json)."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
 def build_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
     """StableDiffusionXLPipeline: two CLIP encoders (the second with a projection), a UNet with
     SDXL's text_time conditioning, the Euler scheduler SDXL base ships with."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -632,13 +645,7 @@ def build_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
         tokenizer=clip,
         tokenizer_2=clip,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            steps_offset=1,
-            timestep_spacing="leading",
-        ),
+        scheduler=sdxl_scheduler(),
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
