@@ -462,8 +462,7 @@ def _render(config: Config, plan: Plan, cache: Cache, entries: dict) -> int:
 
     share = this_process()
     renderer = Renderer(config.runtime, share)
-    renderer.pipeline(missing[0].picture)  # fail on a model that cannot load before writing anything
-    renderer.check_schedulers(dict.fromkeys(job.picture for job in missing))  # or on a setting it refuses
+    renderer.check(missing)  # a model that cannot load, or a setting it refuses, fails before any write
     # One of many processes: no build lock (they would take turns); atomic writes keep them apart.
     with cache.locked(on_wait=_say_waiting) if share.alone else contextlib.nullcontext():
         if share.alone:

@@ -11,7 +11,7 @@ import importlib.metadata
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -109,12 +109,14 @@ class Renderer:
         self._loras[picture] = loras.set_loras(pipe, picture)
         return pipe
 
-    def check_schedulers(self, pictures: Iterable[Picture]) -> None:
-        """Give the model in memory each of `pictures`' schedulers, call arguments and LoRAs in turn
-        (no weights move but a LoRA's, loaded once), so that an option the model refuses stops the
-        build before any image; pictures of another model are checked when that model loads. A
-        render.quantize this machine cannot run (nf4 on a CPU) stops it too, whatever the model."""
-        for picture in pictures:
+    def check(self, jobs: Sequence[Job]) -> None:
+        """Load the first job's model, so that a model that cannot load stops the build before any
+        image; then give it each of the jobs' schedulers, call arguments and LoRAs in turn (no weights
+        move but a LoRA's, loaded once), so that an option the model refuses stops it too; pictures of
+        another model are checked when that model loads. A render.quantize this machine cannot run
+        (nf4 on a CPU) stops it too, whatever the model."""
+        self.pipeline(jobs[0].picture)
+        for picture in dict.fromkeys(job.picture for job in jobs):
             quantize.check_quantize(picture, self.target.device)
             if _ident(picture) in self._pipes:
                 self.pipeline(picture)

@@ -334,8 +334,7 @@ class Watch:
 
         @self.stages.at_its_line
         def render(config, jobs: list) -> None:
-            renderer.pipeline(jobs[0].picture)  # a model that cannot load is said before anything else
-            renderer.check_schedulers(dict.fromkeys(job.picture for job in jobs))
+            renderer.check(jobs)  # a model that cannot load, or a setting it refuses, is said before anything else
             with cache.locked(on_wait=self.stages.on_wait):
                 cache.clean_temp_files()
                 jobs = cache.missing(jobs)  # another build may have rendered some meanwhile
