@@ -201,7 +201,7 @@ def _build(
     if cover:
         files[cover] = (out / cover_images[0]["thumb"]).read_bytes()
     files[manifest_mod.manifest_path(plan)] = _json(index)
-    files.update(_page_files(plan, index, cells, cover, environment(config.templates_dir), site_files))
+    files.update(_page_files(plan, index, cells, cover, environment(config.templates_dir), page_templates))
     for rel, data in files.items():
         report.files_written += write_if_changed(out / rel, data)
 
@@ -238,9 +238,10 @@ def _remove_temp_files(out: Path, page_files: list[str], image_dir: str) -> None
                     os.unlink(os.path.join(folder, name))
 
 
-def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]:
-    """Each page file this tool writes (outside its image folder): path -> (template, extra context).
-    The one list of them, read both to check ownership and to render."""
+def _page_templates(plan: Plan, site_files: bool) -> dict[str, tuple[str, dict]]:
+    """Each page file this tool writes (outside its image folder): path -> (template, extra context),
+    with the Jekyll site's own files where `site_files`. The one list of them, read both to check
+    ownership and to render."""
     config = plan.config
     include_dir = f"_includes/prompt_gallery/{config.page.slug}"
     files: dict[str, tuple[str, dict]] = {
@@ -256,7 +257,7 @@ def _page_templates(plan: Plan, standalone: bool) -> dict[str, tuple[str, dict]]
     }
     for axis, selected in zip(config.axes, config.page.default, strict=True):
         files[f"{include_dir}/select-{axis.name}.html"] = ("select.html", {"axis": axis, "selected": selected})
-    if standalone:
+    if site_files:
         files.update({name: (f"site/{name}", {}) for name in STANDALONE_FILES})
     return files
 
@@ -265,7 +266,10 @@ def _json(data: dict) -> bytes:
     return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env: Environment, standalone: bool) -> dict:
+def _page_files(
+    plan: Plan, manifest: dict, cells: dict, cover: str | None, env: Environment, templates: dict[str, tuple[str, dict]]
+) -> dict:
+    """The page files of `templates` (_page_templates), rendered."""
     config = plan.config
     page = config.page
     slug = page.slug
@@ -286,7 +290,7 @@ def _page_files(plan: Plan, manifest: dict, cells: dict, cover: str | None, env:
     }
     return {
         rel: env.get_template(template).render(context, **extra).encode("utf-8")
-        for rel, (template, extra) in _page_templates(plan, standalone).items()
+        for rel, (template, extra) in templates.items()
     }
 
 
