@@ -57,18 +57,18 @@ def _convert(image: WebImage) -> bool:
         return False
     with Image.open(io.BytesIO(data)) as src:
         src = src.convert("RGB")
-        full = io.BytesIO()
-        src.save(full, format="WEBP", quality=FULL_QUALITY, method=4)
-        small = src.resize(thumb_size(*src.size), Image.Resampling.LANCZOS) if max(src.size) > THUMB_MAX else src
-        thumb = io.BytesIO()
-        small.save(thumb, format="WEBP", quality=THUMB_QUALITY, method=4)
-        grid = None
-        if image.grid is not None:
-            tiny = src.resize(grid_size(*src.size), Image.Resampling.LANCZOS) if max(src.size) > GRID_MAX else src
-            grid = io.BytesIO()
-            tiny.save(grid, format="WEBP", quality=GRID_QUALITY, method=4)
-    if image.grid is not None and grid is not None:
-        atomic_write_bytes(image.grid, grid.getvalue())
-    atomic_write_bytes(image.full, full.getvalue())
-    atomic_write_bytes(image.thumb, thumb.getvalue())
+        copies = {image.grid: _webp(src, GRID_MAX, GRID_QUALITY)} if image.grid is not None else {}
+        copies[image.full] = _webp(src, None, FULL_QUALITY)
+        copies[image.thumb] = _webp(src, THUMB_MAX, THUMB_QUALITY)
+    for path, webp in copies.items():
+        atomic_write_bytes(path, webp)
     return True
+
+
+def _webp(src: Image.Image, longest: int | None, quality: int) -> bytes:
+    """`src` as WebP, scaled down to `longest` px on its long side where it is larger."""
+    if longest is not None and max(src.size) > longest:
+        src = src.resize(thumb_size(*src.size, longest), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    src.save(out, format="WEBP", quality=quality, method=4)
+    return out.getvalue()
