@@ -124,7 +124,8 @@ class Watch:
         for folder in self.template_dirs():
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
-                    parts.append(f"{path}:{path.stat().st_mtime_ns}:{path.stat().st_size}")
+                    stat = path.stat()
+                    parts.append(f"{path}:{stat.st_mtime_ns}:{stat.st_size}")
         return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
     def template_dirs(self) -> list[Path]:
