@@ -8,6 +8,8 @@
    first time a lightbox opens or the URL names a pair, so the cell view's first view costs nothing
    more. Labels and prompts are data: they reach the page through textContent and attributes only. */
 
+import { optionsOf } from "./pg-search.js";
+
 const PARAM = "compare";
 const WIDE = "(min-width: 768px)";  // side by side from here; the gallery's own grid widens here too
 
@@ -46,19 +48,14 @@ const sameImage = (a, b) => Boolean(a && b && a.path === b.path && a.sample === 
 
 // -- recipes --------------------------------------------------------------------------------------
 
-// The cell's option labels, or null where `path` names no cell of this gallery.
-const optionsOf = (manifest, path) => {
-  const keys = path.split("/");
-  if (keys.length !== manifest.axes.length) return null;
-  const options = manifest.axes.map((axis, i) => axis.options.find((option) => option.key === keys[i]));
-  return options.every(Boolean) ? options : null;
-};
+// The cell's options, or null where `path` names no cell of this gallery.
+const optionsAt = (manifest, path) => optionsOf(manifest, path.split("/"));
 
-export const cellLabel = (manifest, path) => (optionsOf(manifest, path) ?? []).map((o) => o.label).join(" \u00d7 ");
+export const cellLabel = (manifest, path) => (optionsAt(manifest, path) ?? []).map((o) => o.label).join(" \u00d7 ");
 
 // The cell's options as recipe rows ([key, term, value]), to stand before the lightbox's own.
 const optionRows = (manifest, path) =>
-  manifest.axes.map((axis, i) => [`axis:${axis.name}`, axis.label, optionsOf(manifest, path)[i].label]);
+  manifest.axes.map((axis, i) => [`axis:${axis.name}`, axis.label, optionsAt(manifest, path)[i].label]);
 
 // Both recipes side by side: [term, value A, value B, differs], in the recipe's order (a row only
 // B has goes after the row before it in B). A setting one of them lacks (a negative prompt, a
@@ -185,7 +182,7 @@ export const attach = (context) => {
     const { mark, open, note } = actions(shown.dialog);
     const manifest = await context.manifest();
     if (shown !== current) return;
-    if (marked && (!optionsOf(manifest, marked.path) || marked.sample >= manifest.samples)) {
+    if (marked && (!optionsAt(manifest, marked.path) || marked.sample >= manifest.samples)) {
       marked = null;  // a stored mark from another version of the gallery
       store(null);
     }
@@ -397,7 +394,7 @@ export const attach = (context) => {
   const openPair = async (pair, push) => {
     const ticket = ++latest;
     const manifest = await context.manifest();
-    if (sameImage(pair[0], pair[1]) || !pair.every(({ path }) => optionsOf(manifest, path))) return false;
+    if (sameImage(pair[0], pair[1]) || !pair.every(({ path }) => optionsAt(manifest, path))) return false;
     const cells = await Promise.all(pair.map(({ path }) => context.cell(manifest, path)));
     const images = pair.map(({ sample }, i) => cells[i].images.find((image) => image.sample === sample));
     if (!images.every(Boolean)) return false;

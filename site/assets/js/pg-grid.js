@@ -3,7 +3,7 @@
    each cell shows one sample's grid-sized copy, or all of them as a strip. Labels reach the page
    only through textContent and attributes. */
 
-import { cellIndex } from "./pg-search.js";
+import { cellIndex, optionsOf } from "./pg-search.js";
 
 // -- the grid view's data ---------------------------------------------------------------------------
 // The grid file lists each cell's images as the tails of their names (manifest.build_grid), in the
@@ -25,8 +25,7 @@ const gridImages = (manifest, grid, keys, base) => {
   }));
 };
 
-const labelsOf = (manifest, keys) =>
-  manifest.axes.map((axis, i) => axis.options.find((o) => o.key === keys[i]).label);
+const labelsOf = (manifest, keys) => optionsOf(manifest, keys).map((o) => o.label);
 
 // After the boxes in view, the other cells' images are made a few milliseconds at a time between
 // frames (fillLater): no frame waits long, and a 10,000-image grid is complete within a second or two.

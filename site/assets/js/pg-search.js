@@ -14,9 +14,17 @@ const tokensOf = (query) => [...new Set(fold(query).split(/\s+/).filter(Boolean)
 
 // A cell's position in the axes' product order (the first axis slowest), as the manifest lists
 // cells (the index's blocks, the grid file). Here because every view needs it: this module comes
-// with the first view (prompt-gallery.js and pg-grid.js import it from here).
+// with the first view (prompt-gallery.js, pg-grid.js and pg-compare.js import from here).
 export const cellIndex = (manifest, keys) =>
   manifest.axes.reduce((at, axis, i) => at * axis.options.length + axis.options.findIndex((o) => o.key === keys[i]), 0);
+
+// A cell's options (one per axis) from its option keys, or null where they name no cell of the
+// gallery (the grid's cells and the compared images).
+export const optionsOf = (manifest, keys) => {
+  if (keys.length !== manifest.axes.length) return null;
+  const options = manifest.axes.map((axis, i) => axis.options.find((option) => option.key === keys[i]));
+  return options.every(Boolean) ? options : null;
+};
 
 // Per manifest, each option's searchable text, folded once.
 const indexes = new WeakMap();
