@@ -250,6 +250,10 @@ class Watch:
         from gallery.site import build_site
 
         project = self.project
+        # the shape of what this write reads, taken before it reads the templates: a template saved
+        # during the write moves the shape on at the next write, which then reloads the page (taken
+        # after, it would be reported with this write, whose page may hold the old template)
+        shape = self._shape(project)
         try:
             build_site(project.plan, project.cache)
         except (GalleryError, TemplateError) as err:
@@ -262,9 +266,8 @@ class Watch:
             self._error("site", "the site stage failed; see the terminal")
         else:
             self._error("site", None)
-            # the shape of the site now written: a page of another one reloads (only now: a page
-            # reloaded before the site is written would show the old one)
-            self.live.update(site=True, shape=self._shape(project))
+            # told only now: a page reloaded before the site is written would show the old one
+            self.live.update(site=True, shape=shape)
 
     def _landed(self) -> None:
         self._site_due.set()

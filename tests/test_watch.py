@@ -278,6 +278,36 @@ def test_a_view_that_a_render_would_reach_later_starts_it_again_in_its_order(tmp
     assert watch.generation == 1 and watch._render_due.is_set()
 
 
+def test_a_template_saved_during_a_site_write_reloads_the_page_at_the_next_one(tmp_path, tiny_sd, monkeypatch):
+    """The page's shape (a change reloads it) is taken before the site is written: a template saved
+    while a write reads the old one moves the shape on at the next write, which holds the new
+    template. Taken after, the first write would report it, and the page, reloaded on the old
+    template, would not reload again."""
+    from gallery import site
+    from gallery.watch import Watch
+
+    (tmp_path / "templates").mkdir()
+    watch = Watch(write_prompts(tmp_path, prompts_text(tiny_sd, "oil: oil painting")), stages=None, say=print)
+    override = tmp_path / "templates" / "gallery.html"
+    builtin = (REPO / "templates" / "gallery.html").read_text(encoding="utf-8")
+    write = site.build_site
+
+    def saved_meanwhile(*args, **kwargs):
+        report = write(*args, **kwargs)  # with the built-in template
+        override.write_text(
+            builtin.replace('<p class="pg-prompt">', '<p class="pg-mine">Mine</p><p class="pg-prompt">')
+        )
+        return report
+
+    monkeypatch.setattr(site, "build_site", saved_meanwhile)
+    watch.write_site()
+    first = watch.live.state["shape"]
+    monkeypatch.setattr(site, "build_site", write)
+    watch.write_site()
+    assert watch.live.state["shape"] != first  # the page reloads now, on the new template
+    assert "pg-mine" in (watch.site_dir / "_includes" / "prompt_gallery" / SLUG / "gallery.html").read_text()
+
+
 def test_a_template_edit_reloads_the_page_and_a_broken_one_shows_a_banner(watching, browser):
     server, model = watching
     folder = server.prompts.parent
